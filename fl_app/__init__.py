@@ -1,0 +1,1 @@
+"""fl_app: federated Keras training on Flower with homomorphic-encryption aggregation."""

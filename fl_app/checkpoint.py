@@ -1,0 +1,49 @@
+"""Atomic checkpoints of the global state: a list of arrays plus JSON metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_META_KEY = "__meta__"
+_ARRAY_PREFIX = "array_"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit the run."""
+
+
+def save_checkpoint(path: Path, arrays: list[np.ndarray], meta: dict[str, Any]) -> None:
+    """Write `arrays` and `meta` so that `path` is always either old or new, never torn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {f"{_ARRAY_PREFIX}{i}": a for i, a in enumerate(arrays)}
+    payload[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            np.savez(tmp, **payload)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        Path(tmp_name).replace(path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Arrays and metadata of a checkpoint written by `save_checkpoint`."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(npz[_META_KEY].tobytes().decode())
+            count = sum(1 for k in npz.files if k.startswith(_ARRAY_PREFIX))
+            arrays = [npz[f"{_ARRAY_PREFIX}{i}"] for i in range(count)]
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from err
+    return arrays, meta

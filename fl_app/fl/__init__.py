@@ -1,0 +1,1 @@
+"""The Flower layer: the only place where ML code and Flower meet."""

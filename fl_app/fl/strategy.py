@@ -1,0 +1,183 @@
+"""FedAvg that records metrics and bytes per round and checkpoints every round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from logging import INFO, WARNING
+
+from flwr.common import EvaluateRes, FitRes, Parameters, Scalar
+from flwr.common.logger import log
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import FedAvg
+
+from fl_app.artifacts import RunHistory
+
+RoundEndHook = Callable[[int, Parameters], None]
+
+
+def payload_bytes(parameters: Parameters) -> int:
+    """Bytes of the serialised tensors in `parameters` (protocol overhead excluded)."""
+    return sum(len(tensor) for tensor in parameters.tensors)
+
+
+def weighted_mean_metrics(
+    metrics: list[tuple[int, dict[str, Scalar]]],
+) -> dict[str, Scalar]:
+    """Mean of every numeric metric, weighted by each client's number of examples."""
+    total = sum(num for num, _ in metrics)
+    if total == 0:
+        return {}
+    keys = {k for _, m in metrics for k, v in m.items() if isinstance(v, int | float)}
+    return {
+        key: sum(num * float(m[key]) for num, m in metrics if key in m)
+        / sum(num for num, m in metrics if key in m)
+        for key in sorted(keys)
+    }
+
+
+def describe_failure(
+    failure: tuple[ClientProxy, FitRes | EvaluateRes] | BaseException,
+) -> str:
+    """A log-safe description of a failed client: who and why, never the payload."""
+    if isinstance(failure, BaseException):
+        return f"{type(failure).__name__}: {failure}"
+    proxy, res = failure
+    return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
+
+
+class FlAppFedAvg(FedAvg):
+    """Flower's FedAvg plus per-round bookkeeping and a round-end hook.
+
+    Round numbers passed to the hooks are the *run's* rounds: a resumed run starts
+    the Flower loop at 1 again, so `round_offset` (rounds already completed) is added.
+    """
+
+    def __init__(
+        self,
+        *,
+        history: RunHistory,
+        on_round_end: RoundEndHook | None = None,
+        round_offset: int = 0,
+        **fedavg_kwargs,
+    ) -> None:
+        fedavg_kwargs.setdefault("fit_metrics_aggregation_fn", weighted_mean_metrics)
+        fedavg_kwargs.setdefault("evaluate_metrics_aggregation_fn", weighted_mean_metrics)
+        super().__init__(**fedavg_kwargs)
+        self.history = history
+        self.round_offset = round_offset
+        self.latest_parameters: Parameters | None = self.initial_parameters
+        self._on_round_end = on_round_end
+        self._round_started: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"FlAppFedAvg(round_offset={self.round_offset})"
+
+    def _run_round(self, server_round: int) -> int:
+        return server_round + self.round_offset
+
+    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+        # Unlike FedAvg, keep the initial parameters: they are the checkpoint until
+        # the first round aggregates.
+        return self.initial_parameters
+
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ):
+        rnd = self._run_round(server_round)
+        self._round_started[rnd] = time.monotonic()
+        instructions = super().configure_fit(rnd, parameters, client_manager)
+        sent = sum(payload_bytes(fit_ins.parameters) for _, fit_ins in instructions)
+        self.history.add(rnd, "bytes_down", sent)
+        return instructions
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        rnd = self._run_round(server_round)
+        self._log_failures(rnd, "fit", failures)
+        received = sum(payload_bytes(res.parameters) for _, res in results)
+        self.history.add(rnd, "bytes_up", received)
+        self.history.record(rnd, fit_clients=len(results), fit_failures=len(failures))
+        if len(results) < self.min_fit_clients:
+            log(
+                WARNING,
+                "round %d: %d fit result(s), at least %d (strategy.min_fit_clients) "
+                "needed; keeping the previous global model",
+                rnd,
+                len(results),
+                self.min_fit_clients,
+            )
+            self._end_round(rnd)
+            return None, {}
+        parameters, metrics = super().aggregate_fit(rnd, results, failures)
+        if parameters is not None:
+            self.latest_parameters = parameters
+        self.history.record(rnd, **metrics)
+        self._end_round(rnd)
+        return parameters, metrics
+
+    def evaluate(self, server_round: int, parameters: Parameters):
+        rnd = self._run_round(server_round)
+        result = super().evaluate(rnd, parameters)
+        if result is not None:
+            loss, metrics = result
+            self.history.record(
+                rnd, centralized_loss=loss, centralized_accuracy=metrics.get("accuracy")
+            )
+        return result
+
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ):
+        rnd = self._run_round(server_round)
+        instructions = super().configure_evaluate(rnd, parameters, client_manager)
+        sent = sum(payload_bytes(ins.parameters) for _, ins in instructions)
+        self.history.add(rnd, "bytes_down", sent)
+        return instructions
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        rnd = self._run_round(server_round)
+        self._log_failures(rnd, "evaluate", failures)
+        loss, metrics = super().aggregate_evaluate(rnd, results, failures)
+        self.history.record(
+            rnd,
+            eval_clients=len(results),
+            eval_failures=len(failures),
+            eval_loss=loss,
+            eval_accuracy=metrics.get("accuracy"),
+        )
+        self._end_round(rnd)
+        return loss, metrics
+
+    def _log_failures(
+        self,
+        rnd: int,
+        stage: str,
+        failures: list[tuple[ClientProxy, FitRes | EvaluateRes] | BaseException],
+    ) -> None:
+        for failure in failures:
+            log(
+                WARNING,
+                "round %d %s: dropped %s",
+                rnd,
+                stage,
+                describe_failure(failure),
+            )
+
+    def _end_round(self, rnd: int) -> None:
+        started = self._round_started.get(rnd)
+        if started is not None:
+            self.history.record(rnd, round_seconds=round(time.monotonic() - started, 3))
+        log(INFO, "round %d: %s", rnd, self.history.row(rnd))
+        if self._on_round_end is not None and self.latest_parameters is not None:
+            self._on_round_end(rnd, self.latest_parameters)

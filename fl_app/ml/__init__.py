@@ -1,0 +1,1 @@
+"""Models, data and local training. Knows nothing of Flower or encryption."""

@@ -1,0 +1,175 @@
+"""Bundled datasets, federated partitioning and per-client splits (offline, seeded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from datasets import Dataset
+from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.model_selection import train_test_split
+
+
+@dataclass(frozen=True)
+class Split:
+    """Features and integer labels of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """What one client holds: a training split and a local test split."""
+
+    train: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """How the client pool is divided (hashable, so partitions can be cached)."""
+
+    name: str  # iid | dirichlet
+    num_partitions: int
+    alpha: float = 0.5
+    min_partition_size: int = 10
+    self_balancing: bool = False
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[..., np.newaxis]
+    return x, bunch.target.astype(np.int64)
+
+
+def _load_breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    bunch = load_breast_cancer()
+    return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
+
+
+_LOADERS = {"digits": _load_digits, "breast_cancer": _load_breast_cancer}
+NUM_CLASSES = {"digits": 10, "breast_cancer": 2}
+
+
+def input_shape(task: str) -> tuple[int, ...]:
+    """Shape of one example of `task`."""
+    return {"digits": (8, 8, 1), "breast_cancer": (30,)}[_check_task(task)]
+
+
+def _check_task(task: str) -> str:
+    if task not in _LOADERS:
+        raise ValueError(f"task={task!r} is unknown: allowed {sorted(_LOADERS)}")
+    return task
+
+
+def _standardise(train: Split, *others: Split) -> tuple[Split, ...]:
+    """Scale features with statistics of `train` only (no data leaves the holder)."""
+    mean = train.x.mean(axis=0)
+    std = train.x.std(axis=0) + 1e-6
+    return tuple(Split(((s.x - mean) / std).astype(np.float32), s.y) for s in (train, *others))
+
+
+def _prepare(task: str, train: Split, *others: Split) -> tuple[Split, ...]:
+    """Task-specific preprocessing; digits are already scaled to [0, 1]."""
+    if task == "breast_cancer":
+        return _standardise(train, *others)
+    return (train, *others)
+
+
+@lru_cache(maxsize=8)
+def _pool_and_server_test(task: str, server_test_fraction: float, seed: int) -> tuple[Split, Split]:
+    x, y = _LOADERS[_check_task(task)]()
+    x_pool, x_test, y_pool, y_test = train_test_split(
+        x, y, test_size=server_test_fraction, random_state=seed, stratify=y
+    )
+    return Split(x_pool, y_pool), Split(x_test, y_test)
+
+
+def make_partitioner(spec: PartitionSpec, seed: int) -> Partitioner:
+    """The flwr-datasets partitioner for `spec`."""
+    if spec.num_partitions < 1:
+        raise ValueError(f"num_partitions={spec.num_partitions} is invalid: allowed >= 1")
+    if spec.name == "iid":
+        return IidPartitioner(num_partitions=spec.num_partitions)
+    if spec.name == "dirichlet":
+        if spec.alpha <= 0:
+            raise ValueError(f"alpha={spec.alpha} is invalid: allowed a number > 0")
+        return DirichletPartitioner(
+            num_partitions=spec.num_partitions,
+            partition_by="label",
+            alpha=spec.alpha,
+            min_partition_size=spec.min_partition_size,
+            self_balancing=spec.self_balancing,
+            seed=seed,
+        )
+    raise ValueError(f"partition={spec.name!r} is unknown: allowed ['dirichlet', 'iid']")
+
+
+def partition_indices(labels: np.ndarray, spec: PartitionSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """Row indices of every partition of `labels` under `spec`."""
+    if spec.num_partitions > len(labels):
+        raise ValueError(
+            f"num_partitions={spec.num_partitions} is invalid: allowed at most "
+            f"{len(labels)} (rows in the client pool)"
+        )
+    partitioner = make_partitioner(spec, seed)
+    partitioner.dataset = Dataset.from_dict(
+        {"row": np.arange(len(labels)), "label": np.asarray(labels)}
+    )
+    return tuple(
+        np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
+        for pid in range(spec.num_partitions)
+    )
+
+
+@lru_cache(maxsize=8)
+def _pool_partitions(
+    task: str, server_test_fraction: float, spec: PartitionSpec, seed: int
+) -> tuple[np.ndarray, ...]:
+    """Partitions of the client pool, computed once per process (clients share it)."""
+    pool, _ = _pool_and_server_test(task, server_test_fraction, seed)
+    return partition_indices(pool.y, spec, seed)
+
+
+def load_client_data(
+    task: str,
+    spec: PartitionSpec,
+    partition_id: int,
+    *,
+    server_test_fraction: float,
+    client_test_fraction: float,
+    seed: int,
+) -> ClientData:
+    """The train/test data of client `partition_id` under `spec`."""
+    if not 0 <= partition_id < spec.num_partitions:
+        raise ValueError(
+            f"partition_id={partition_id} is invalid: allowed 0..{spec.num_partitions - 1}"
+        )
+    pool, _ = _pool_and_server_test(task, server_test_fraction, seed)
+    rows = _pool_partitions(task, server_test_fraction, spec, seed)[partition_id]
+    if len(rows) < 2:
+        raise ValueError(
+            f"partition {partition_id} has {len(rows)} rows; at least 2 are needed "
+            "for a train/test split (use fewer partitions or a larger alpha)"
+        )
+    train_rows, test_rows = train_test_split(
+        rows, test_size=client_test_fraction, random_state=seed + partition_id
+    )
+    train, test = _prepare(
+        task,
+        Split(pool.x[train_rows], pool.y[train_rows]),
+        Split(pool.x[test_rows], pool.y[test_rows]),
+    )
+    return ClientData(train=train, test=test)
+
+
+def load_server_test(task: str, server_test_fraction: float, seed: int) -> Split:
+    """The held-out set for centralised evaluation (plaintext mode only)."""
+    _, test = _pool_and_server_test(task, server_test_fraction, seed)
+    return _prepare(task, test)[0]
