@@ -119,9 +119,9 @@ def partition_indices(labels: np.ndarray, spec: PartitionSpec, seed: int) -> tup
             f"{len(labels)} (rows in the client pool)"
         )
     partitioner = make_partitioner(spec, seed)
-    partitioner.dataset = Dataset.from_dict(
-        {"row": np.arange(len(labels)), "label": np.asarray(labels)}
-    )
+    # Shuffle first, as FederatedDataset does: IidPartitioner shards contiguously.
+    rows = Dataset.from_dict({"row": np.arange(len(labels)), "label": np.asarray(labels)})
+    partitioner.dataset = rows.shuffle(seed=seed).flatten_indices()
     return tuple(
         np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
         for pid in range(spec.num_partitions)

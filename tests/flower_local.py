@@ -1,0 +1,110 @@
+"""A real local simulation SuperLink for tests: own FLWR_HOME, free ports, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalSuperLink:
+    """The same SuperLink `flwr run .` would start, but owned (and stopped) by the test."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.http_port = free_port()
+        self.control_port = free_port()
+        self.log_file = home / "superlink.log"
+        self.env = {
+            **os.environ,
+            "FLWR_HOME": str(home),
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(self.http_port),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(self.control_port),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        command = [
+            str(BIN / "flower-superlink"),
+            "--insecure",
+            "--simulation",
+            "--isolation",
+            "subprocess",
+            "--control-api-address",
+            f"127.0.0.1:{self.control_port}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.http_port),
+            "--database",
+            str(self.home / "state.db"),
+        ]
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = self.log_file.open("w")
+        # A session of its own, so stop() can end the SuperLink and the simulation
+        # processes it spawned, and nothing else.
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"SuperLink exited: {self.log_file.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=0.5).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("SuperLink did not become healthy in time")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = self.process.pid  # start_new_session: the group id is our child's PID
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run the `flwr` CLI against this SuperLink (its default `local` connection)."""
+        return subprocess.run(
+            [str(BIN / "flwr"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def run_status(self, run_id: int) -> str:
+        """The final status of a run as the SuperLink reports it."""
+        listing = self.flwr("ls", "--format", "json", timeout=60)
+        data = json.loads(listing.stdout)
+        for run in data.get("runs", []):
+            if int(run["run-id"]) == run_id:
+                return run["status"]
+        raise KeyError(f"run {run_id} not in {data}")

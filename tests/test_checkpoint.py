@@ -1,0 +1,75 @@
+"""Checkpoints are atomic and a run resumes from them with its history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.common import ndarrays_to_parameters
+
+from fl_app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fl_app.config import compose_config
+from fl_app.fl.server import RunState
+
+
+def test_save_load_round_trip_keeps_arrays_and_meta(tmp_path):
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([], np.float32)]
+    arrays.append(np.frombuffer(b"\x00\xffciphertext", dtype=np.uint8))
+    save_checkpoint(tmp_path / "c.npz", arrays, {"completed_rounds": 3, "x": [1, 2]})
+    loaded, meta = load_checkpoint(tmp_path / "c.npz")
+    assert meta == {"completed_rounds": 3, "x": [1, 2]}
+    for want, got in zip(arrays, loaded, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temp file left
+
+
+def test_overwrite_replaces_whole_file(tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, [np.zeros(3)], {"completed_rounds": 1})
+    save_checkpoint(path, [np.ones(2)], {"completed_rounds": 2})
+    arrays, meta = load_checkpoint(path)
+    assert meta["completed_rounds"] == 2
+    np.testing.assert_array_equal(arrays[0], np.ones(2))
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_run_state_resumes_weights_round_and_history(tmp_path):
+    cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
+    fresh = RunState(cfg, tmp_path)
+    assert fresh.completed_rounds == 0
+    trained = [w + 1.0 for w in fresh.weights]
+    fresh.history.record(1, eval_accuracy=0.5)
+    fresh.history.record(2, eval_accuracy=0.75)
+    fresh.save(2, ndarrays_to_parameters(trained))
+
+    resumed = RunState(
+        compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"]), tmp_path
+    )
+    assert resumed.completed_rounds == 2
+    assert resumed.history.last("eval_accuracy") == 0.75
+    for want, got in zip(trained, resumed.weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
+    cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
+    state = RunState(cfg, tmp_path)
+    state.save(1, ndarrays_to_parameters(state.weights))
+    with pytest.raises(CheckpointError, match="resume=true"):
+        RunState(cfg, tmp_path)
+
+
+def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
+    digits = compose_config([f"output_dir={tmp_path}"])
+    state = RunState(digits, tmp_path)
+    state.save(1, ndarrays_to_parameters(state.weights))
+    other = compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"])
+    with pytest.raises(CheckpointError, match="belongs to a run with"):
+        RunState(other, tmp_path)

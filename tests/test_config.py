@@ -1,0 +1,101 @@
+"""Hydra composition, run-config mapping and validation, with the real conf/."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fl_app.config import CONF_DIR, ConfigError, compose_config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyproject_run_config() -> dict:
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        return tomllib.load(fh)["tool"]["flwr"]["app"]["config"]
+
+
+def test_public_run_config_keys_are_exactly_the_documented_four():
+    assert set(pyproject_run_config()) == {
+        "strategy",
+        "num-server-rounds",
+        "output-dir",
+        "overrides",
+    }
+
+
+def test_pyproject_defaults_equal_conf_defaults():
+    defaults = compose_config()
+    run_config = pyproject_run_config()
+    assert run_config["strategy"] == defaults.strategy.name
+    assert run_config["num-server-rounds"] == defaults.num_rounds
+    assert run_config["output-dir"] == defaults.output_dir
+    assert run_config["overrides"] == ""
+    assert load_config(run_config) == defaults
+
+
+def test_run_config_maps_onto_overrides():
+    cfg = load_config(
+        {
+            "strategy": "fedavg",
+            "num-server-rounds": 5,
+            "output-dir": "/tmp/it's here",
+            "overrides": "task=breast_cancer task.model=mlp partition=dirichlet "
+            "partition.alpha=0.3 train.local_epochs=3",
+        }
+    )
+    assert cfg.num_rounds == 5
+    assert cfg.output_dir == "/tmp/it's here"
+    assert cfg.task.name == "breast_cancer"
+    assert cfg.partition.name == "dirichlet"
+    assert cfg.partition.alpha == 0.3
+    assert cfg.train.local_epochs == 3
+
+
+@pytest.mark.parametrize("group", ["task", "strategy", "partition", "federation"])
+def test_every_group_option_composes(group):
+    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+        cfg = compose_config([f"{group}={option}"])
+        assert cfg[group].name == option
+
+
+def test_resolved_config_is_plain_yaml():
+    cfg = compose_config(["task=breast_cancer"])
+    assert OmegaConf.to_container(cfg, resolve=True)["task"]["model"] == "mlp"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task=mnist"], "Could not find 'task/mnist'"),
+        (["strategy=fedprox"], "Available options in 'strategy'"),
+        (["num_rounds=-1"], "num_rounds=-1 is invalid: allowed an integer >= 1"),
+        (["num_rounds=abc"], "num_rounds"),
+        (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0.0 is invalid"),
+        (["partition.alpha=-0.5"], "partition.alpha=-0.5 is invalid: allowed a number > 0"),
+        (["strategy.min_available_clients=11"], r"allowed 1\.\.10"),
+        (["strategy.min_fit_clients=20"], "strategy.min_fit_clients=20"),
+        (["federation.num_supernodes=0"], "federation.num_supernodes=0"),
+        (["strategy.fraction_fit=1.5"], "strategy.fraction_fit=1.5"),
+        (["task.model=cnn", "task=breast_cancer"], "only with task=digits"),
+        (["train.optimizer=rmsprop"], "train.optimizer='rmsprop'"),
+        (["train.nope=1"], "nope"),
+        (["resume=true"], "resume=True is invalid"),
+    ],
+)
+def test_invalid_values_fail_with_the_key_and_what_is_allowed(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_config(overrides)
+
+
+def test_dedicated_keys_cannot_be_set_through_overrides():
+    with pytest.raises(ConfigError, match="use the run-config key 'num-server-rounds'"):
+        load_config({"overrides": "num_rounds=4"})
+
+
+def test_unparsable_overrides_are_reported():
+    with pytest.raises(ConfigError, match="could not be parsed"):
+        load_config({"overrides": "task=["})

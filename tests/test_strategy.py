@@ -1,0 +1,85 @@
+"""FlAppFedAvg aggregates like FedAvg by hand, tolerates failures, records and checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FakeProxy, fit_result
+from flwr.common import Code, FitRes, Status, parameters_to_ndarrays
+
+from fl_app.artifacts import RunHistory
+from fl_app.fl.strategy import FlAppFedAvg, payload_bytes, weighted_mean_metrics
+
+
+def make_strategy(**kwargs) -> tuple[FlAppFedAvg, list[tuple[int, int]]]:
+    saved: list[tuple[int, int]] = []
+    strategy = FlAppFedAvg(
+        history=RunHistory(),
+        on_round_end=lambda rnd, params: saved.append((rnd, len(params.tensors))),
+        **kwargs,
+    )
+    return strategy, saved
+
+
+def test_weighted_mean_matches_hand_computation():
+    strategy, _ = make_strategy(min_fit_clients=2)
+    results = [
+        fit_result("a", [np.array([1.0, 2.0]), np.array([[0.0]])], 10, train_loss=1.0),
+        fit_result("b", [np.array([3.0, 6.0]), np.array([[4.0]])], 30, train_loss=3.0),
+    ]
+    params, metrics = strategy.aggregate_fit(1, results, [])
+    first, second = parameters_to_ndarrays(params)
+    # (10 * [1, 2] + 30 * [3, 6]) / 40 = [2.5, 5.0]; (10 * 0 + 30 * 4) / 40 = 3
+    np.testing.assert_allclose(first, [2.5, 5.0])
+    np.testing.assert_allclose(second, [[3.0]])
+    assert metrics["train_loss"] == pytest.approx(2.5)
+
+
+def test_failed_client_is_dropped_when_enough_remain():
+    strategy, saved = make_strategy(min_fit_clients=2)
+    results = [
+        fit_result("a", [np.array([0.0])], 1),
+        fit_result("b", [np.array([4.0])], 3),
+    ]
+    failed = FitRes(
+        status=Status(code=Code.FIT_NOT_IMPLEMENTED, message="boom"),
+        parameters=results[0][1].parameters,
+        num_examples=100,
+        metrics={},
+    )
+    failures = [(FakeProxy("c"), failed), RuntimeError("node lost")]
+    params, _ = strategy.aggregate_fit(1, results, failures)
+    np.testing.assert_allclose(parameters_to_ndarrays(params)[0], [3.0])
+    row = strategy.history.row(1)
+    assert row["fit_clients"] == 2
+    assert row["fit_failures"] == 2
+    assert saved == [(1, 1)]
+
+
+def test_round_is_skipped_when_too_few_results_remain():
+    strategy, saved = make_strategy(min_fit_clients=3)
+    results = [fit_result("a", [np.array([1.0])], 5), fit_result("b", [np.array([2.0])], 5)]
+    params, metrics = strategy.aggregate_fit(1, results, [RuntimeError("x")])
+    assert params is None
+    assert metrics == {}
+    assert saved == []  # no global model yet, so nothing to checkpoint
+
+
+def test_bytes_up_are_the_payload_sizes():
+    strategy, _ = make_strategy(min_fit_clients=1)
+    results = [fit_result("a", [np.zeros(100, np.float32)], 1)]
+    strategy.aggregate_fit(1, results, [])
+    assert strategy.history.row(1)["bytes_up"] == payload_bytes(results[0][1].parameters)
+    assert payload_bytes(results[0][1].parameters) > 400  # 100 float32 plus npy header
+
+
+def test_round_offset_numbers_rounds_of_a_resumed_run():
+    strategy, saved = make_strategy(min_fit_clients=1, round_offset=4)
+    strategy.aggregate_fit(1, [fit_result("a", [np.array([1.0])], 1)], [])
+    assert saved == [(5, 1)]
+    assert strategy.history.row(5)["fit_clients"] == 1
+
+
+def test_weighted_mean_metrics_ignores_non_numeric_values():
+    merged = weighted_mean_metrics([(1, {"acc": 0.0, "tag": "x"}), (3, {"acc": 1.0})])
+    assert merged == {"acc": pytest.approx(0.75)}
