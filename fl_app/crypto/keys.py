@@ -1,0 +1,125 @@
+"""HE contexts: build, save (secret 0600), load, public copy, guards, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from fl_app.crypto._tenseal import sealapi, ts
+from fl_app.crypto.presets import Preset, get_preset
+
+SECRET_NAME = "secret.ctx"
+PUBLIC_NAME = "public.ctx"
+MANIFEST_NAME = "keys.json"
+
+
+class HEKeyError(ValueError):
+    """A key file is missing, of the wrong kind, or does not match."""
+
+
+def build_context(preset: Preset) -> ts.Context:
+    """A fresh private context (secret key included) for `preset`."""
+    preset.check_security()
+    if preset.scheme == "bfv":
+        plain_modulus = sealapi.PlainModulus.Batching(
+            preset.poly_modulus_degree, preset.plain_modulus_bits
+        ).value()
+        ctx = ts.context(
+            ts.SCHEME_TYPE.BFV,
+            poly_modulus_degree=preset.poly_modulus_degree,
+            plain_modulus=plain_modulus,
+            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
+        )
+    else:
+        ctx = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            poly_modulus_degree=preset.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
+        )
+        ctx.global_scale = 2.0**preset.scale_bits
+    return ctx
+
+
+def public_bytes(ctx: ts.Context) -> bytes:
+    """The context without secret key, Galois or relinearisation keys (sums need none)."""
+    return ctx.serialize(
+        save_public_key=True,
+        save_secret_key=False,
+        save_galois_keys=False,
+        save_relin_keys=False,
+    )
+
+
+def fingerprint(ctx: ts.Context) -> str:
+    """A short hash of the public key; equal for a secret context and its public copy."""
+    # SEAL saves keys to files only; the public key is not secret, so a temp file is fine.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "public_key"
+        ctx.public_key().data.save(str(path))
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def require_public(ctx: ts.Context, where: str) -> ts.Context:
+    """Refuse a context holding the secret key where only a public one belongs."""
+    if ctx.is_private():
+        raise HEKeyError(
+            f"{where} holds the HE secret key; the server must be given the public "
+            f"context ({PUBLIC_NAME}) only"
+        )
+    return ctx
+
+
+def require_private(ctx: ts.Context, where: str) -> ts.Context:
+    """Refuse a public context where decryption is needed."""
+    if not ctx.is_private():
+        raise HEKeyError(f"{where} has no HE secret key; clients need {SECRET_NAME}")
+    return ctx
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 before any secret byte is written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def generate_keys(out_dir: Path, preset_name: str, *, force: bool = False) -> dict:
+    """Write secret.ctx (0600), public.ctx and keys.json into `out_dir`."""
+    preset = get_preset(preset_name)
+    paths = [out_dir / n for n in (SECRET_NAME, PUBLIC_NAME, MANIFEST_NAME)]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise HEKeyError(f"refusing to overwrite {existing}; pass --force to replace them")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(preset)
+    _write_private(out_dir / SECRET_NAME, ctx.serialize(save_secret_key=True))
+    (out_dir / PUBLIC_NAME).write_bytes(public_bytes(ctx))
+    manifest = {"preset": preset.name, "scheme": preset.scheme, "fingerprint": fingerprint(ctx)}
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_context(path: Path) -> ts.Context:
+    """Deserialise a context file written by `generate_keys`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise HEKeyError(f"cannot read HE context {path}: {err.strerror}") from err
+    try:
+        return ts.context_from(data)
+    except Exception as err:  # TenSEAL raises bare ValueError/RuntimeError on bad input
+        raise HEKeyError(f"{path} is not a TenSEAL context: {type(err).__name__}") from err
+
+
+def load_public_context(path: Path) -> ts.Context:
+    """The server's context: must not hold the secret key."""
+    return require_public(load_context(path), str(path))
+
+
+def load_secret_context(path: Path) -> ts.Context:
+    """A client's context: must hold the secret key."""
+    return require_private(load_context(path), str(path))

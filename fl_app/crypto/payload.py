@@ -1,0 +1,225 @@
+"""Self-describing encrypted payloads: encrypt a weighted update, check, sum, decrypt.
+
+A payload is a list of byte strings: a JSON header (preset, scheme, key fingerprint,
+layout, ciphertext count, and for an aggregate the total weight) and one serialised
+ciphertext per span of the flattened weights.
+
+Who weights: the *client* multiplies its weights by its coefficient n_k / R (R is the
+weight reference the server announces) before encrypting, so the server only adds.
+The server records the total weight sum(n_k) / R; a client divides the decrypted sum
+by it to obtain the FedAvg mean.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fl_app.crypto._tenseal import ts
+from fl_app.crypto.keys import fingerprint
+from fl_app.crypto.packing import Layout, spans
+from fl_app.crypto.presets import Preset
+
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 256 * 1024
+
+
+class PayloadError(ValueError):
+    """A payload is malformed or does not belong to this run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Header:
+    preset: str
+    scheme: str
+    fingerprint: str
+    layout: Layout
+    count: int
+    total_weight: float | None = None  # set on aggregates only
+
+    def to_bytes(self) -> bytes:
+        data: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "preset": self.preset,
+            "scheme": self.scheme,
+            "fingerprint": self.fingerprint,
+            "layout": self.layout.to_json(),
+            "count": self.count,
+        }
+        if self.total_weight is not None:
+            data["total_weight"] = self.total_weight
+        return json.dumps(data).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Header:
+        if len(raw) > MAX_HEADER_BYTES:
+            raise PayloadError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+        try:
+            data = json.loads(raw.decode())
+            if data["version"] != FORMAT_VERSION:
+                raise PayloadError(f"payload format version {data['version']!r} is unsupported")
+            total = data.get("total_weight")
+            return cls(
+                preset=str(data["preset"]),
+                scheme=str(data["scheme"]),
+                fingerprint=str(data["fingerprint"]),
+                layout=Layout.from_json(data["layout"]),
+                count=int(data["count"]),
+                total_weight=None if total is None else float(total),
+            )
+        except PayloadError:
+            raise
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise PayloadError(f"header is not valid: {type(err).__name__}") from err
+
+
+def max_ciphertext_bytes(preset: Preset) -> int:
+    """Upper bound on one serialised ciphertext: two uncompressed polynomials plus slack."""
+    data_primes = len(preset.coeff_mod_bit_sizes) - 1
+    return 2 * preset.poly_modulus_degree * 8 * data_primes + 4096
+
+
+def _encrypt(ctx: ts.Context, preset: Preset, values: np.ndarray):
+    if preset.scheme == "bfv":
+        return ts.bfv_vector(ctx, values.tolist())
+    return ts.ckks_vector(ctx, values.tolist())
+
+
+def _load_vector(ctx: ts.Context, preset: Preset, blob: bytes):
+    if preset.scheme == "bfv":
+        return ts.bfv_vector_from(ctx, blob)
+    return ts.ckks_vector_from(ctx, blob)
+
+
+def encrypt_update(
+    ctx: ts.Context, preset: Preset, weights: list[np.ndarray], coefficient: float
+) -> list[bytes]:
+    """Encrypt `coefficient * weights` as one payload (coefficient = n_k / R)."""
+    if not 0 < coefficient < float("inf"):
+        raise ValueError(f"coefficient={coefficient} is invalid: allowed a finite number > 0")
+    layout = Layout.of(weights)
+    flat = layout.flatten(weights)
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("weights contain NaN or infinity; refusing to encrypt them")
+    if preset.scheme == "bfv":
+        largest = float(np.max(np.abs(flat), initial=0.0))
+        if largest > preset.max_abs_weight:
+            raise ValueError(
+                f"weight magnitude {largest:.3g} exceeds the {preset.name!r} preset's "
+                f"limit {preset.max_abs_weight}; the fixed-point sum could overflow"
+            )
+        encoded = np.rint(flat * coefficient * 2.0**preset.scale_bits).astype(np.int64)
+    else:
+        encoded = flat * coefficient
+    chunks = [
+        _encrypt(ctx, preset, encoded[s : s + n]).serialize() for s, n in spans(layout, preset)
+    ]
+    header = Header(preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks))
+    return [header.to_bytes(), *chunks]
+
+
+def decrypt_aggregate(ctx: ts.Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:
+    """The weighted mean an aggregate payload encrypts (needs the secret context)."""
+    if not payload:
+        raise PayloadError("payload is empty")
+    header = Header.from_bytes(payload[0])
+    _check_header(header, preset, fingerprint(ctx), header.layout)
+    if header.total_weight is None or header.total_weight <= 0:
+        raise PayloadError(f"aggregate has no positive total weight ({header.total_weight})")
+    flat = np.zeros(header.layout.length, dtype=np.float64)
+    for (start, size), blob in zip(spans(header.layout, preset), payload[1:], strict=True):
+        values = np.asarray(_load_vector(ctx, preset, blob).decrypt(), dtype=np.float64)
+        flat[start : start + size] = values[:size]
+    if preset.scheme == "bfv":
+        flat /= 2.0**preset.scale_bits
+    return header.layout.unflatten(flat / header.total_weight)
+
+
+def _check_header(header: Header, preset: Preset, key_fingerprint: str, layout: Layout) -> None:
+    if header.fingerprint != key_fingerprint:
+        raise PayloadError(
+            f"encrypted under key {header.fingerprint!r}, expected {key_fingerprint!r}"
+        )
+    if (header.preset, header.scheme) != (preset.name, preset.scheme):
+        raise PayloadError(
+            f"preset {header.preset!r}/{header.scheme!r}, "
+            f"expected {preset.name!r}/{preset.scheme!r}"
+        )
+    if header.layout != layout:
+        raise PayloadError("layout does not match the model's")
+    expected = len(spans(layout, preset))
+    if header.count != expected:
+        raise PayloadError(f"header announces {header.count} ciphertexts, expected {expected}")
+
+
+class EncryptedSum:
+    """Adds client payloads one at a time under a public context; never decrypts."""
+
+    def __init__(self, public_ctx: ts.Context, preset: Preset, layout: Layout) -> None:
+        if public_ctx.is_private():
+            raise ValueError("EncryptedSum must be given the public context, not the secret one")
+        self.ctx = public_ctx
+        self.preset = preset
+        self.layout = layout
+        self.fingerprint = fingerprint(public_ctx)
+        self._spans = spans(layout, preset)
+        self._max_bytes = max_ciphertext_bytes(preset)
+        self._sums: list[Any] | None = None
+        self.total_weight = 0.0
+        self.count = 0
+
+    def check(self, payload: list[bytes]) -> list[Any]:
+        """Deserialise a client payload, or raise PayloadError saying what is wrong."""
+        if not payload:
+            raise PayloadError("payload is empty")
+        header = Header.from_bytes(payload[0])
+        _check_header(header, self.preset, self.fingerprint, self.layout)
+        if header.total_weight is not None:
+            raise PayloadError("a client update must not carry a total weight")
+        if len(payload) - 1 != len(self._spans):
+            raise PayloadError(f"{len(payload) - 1} ciphertexts, expected {len(self._spans)}")
+        vectors = []
+        for index, (blob, (_, size)) in enumerate(zip(payload[1:], self._spans, strict=True)):
+            if not 0 < len(blob) <= self._max_bytes:
+                raise PayloadError(
+                    f"ciphertext {index} has {len(blob)} bytes, allowed 1..{self._max_bytes}"
+                )
+            try:
+                vector = _load_vector(self.ctx, self.preset, blob)
+            except Exception as err:  # TenSEAL raises bare ValueError/RuntimeError
+                raise PayloadError(
+                    f"ciphertext {index} does not deserialise: {type(err).__name__}"
+                ) from err
+            if vector.size() != size:
+                raise PayloadError(
+                    f"ciphertext {index} holds {vector.size()} values, expected {size}"
+                )
+            vectors.append(vector)
+        return vectors
+
+    def add(self, vectors: list[Any], weight: float) -> None:
+        """Add one checked payload whose values were weighted by `weight` = n_k / R."""
+        if self._sums is None:
+            self._sums = vectors
+        else:
+            for total, vector in zip(self._sums, vectors, strict=True):
+                total += vector
+        self.total_weight += weight
+        self.count += 1
+
+    def result(self) -> list[bytes]:
+        """The aggregate payload: header with the total weight, then the summed ciphertexts."""
+        if self._sums is None:
+            raise ValueError("no payload was added")
+        header = Header(
+            self.preset.name,
+            self.preset.scheme,
+            self.fingerprint,
+            self.layout,
+            len(self._sums),
+            total_weight=self.total_weight,
+        )
+        return [header.to_bytes(), *(v.serialize() for v in self._sums)]
