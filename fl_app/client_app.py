@@ -2,6 +2,6 @@
 
 from flwr.client import ClientApp
 
-from fl_app.fl.client import client_fn
+from fl_app.fl.factory import client_fn
 
 app = ClientApp(client_fn=client_fn)

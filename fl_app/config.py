@@ -21,6 +21,8 @@ from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fl_app.crypto.presets import PRESETS
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 TASKS = ("digits", "breast_cancer")
@@ -59,13 +61,21 @@ class PartitionConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = MISSING  # config-group choice: fedavg
+    name: str = MISSING  # config-group choice: fedavg | he
     fraction_fit: float = 1.0  # share of available clients sampled to train
     fraction_evaluate: float = 1.0  # share sampled for federated evaluation
     min_fit_clients: int = 2  # fewest clients sampled, and fewest results aggregated
     min_evaluate_clients: int = 2  # fewest clients sampled for evaluation
     min_available_clients: int = 2  # nodes that must be connected before a round
     centralized_evaluation: bool = True  # evaluate on the server test set (plaintext)
+
+
+@dataclass
+class HEConfig:
+    preset: str = MISSING  # compact | nvflare (fl_app/crypto/presets.py)
+    public_context: str = ""  # server: public.ctx; empty in simulation = generate keys
+    secret_context: str = ""  # clients: secret.ctx; empty = what the deployment provides
+    max_examples: int = 1_000_000  # largest sample count a client may report
 
 
 @dataclass
@@ -83,6 +93,7 @@ class AppConfig:
     strategy: StrategyConfig = MISSING  # how updates are aggregated (group strategy/)
     partition: PartitionConfig = MISSING  # how data is split (group partition/)
     federation: FederationConfig = MISSING  # where it runs (group federation/)
+    he: HEConfig = MISSING  # encryption parameters for strategy=he (group he/)
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
     seed: int = 42  # seeds data splits, model init and local shuffling
     num_rounds: int = 3  # total federated rounds (a resumed run counts done ones)
@@ -197,6 +208,22 @@ def validate(cfg: DictConfig) -> None:
         value = strat[key]
         _require(0.0 <= value <= 1.0, f"strategy.{key}", value, "a number in [0, 1]")
     _require(strat.fraction_fit > 0, "strategy.fraction_fit", strat.fraction_fit, "> 0")
+
+    if strat.name == "he":
+        _require(
+            not strat.centralized_evaluation,
+            "strategy.centralized_evaluation",
+            strat.centralized_evaluation,
+            "false with strategy=he (the server never holds plaintext weights)",
+        )
+    presets = tuple(sorted(PRESETS))
+    _require(cfg.he.preset in presets, "he.preset", cfg.he.preset, f"one of {presets}")
+    _require(
+        1 <= cfg.he.max_examples <= 10**9,
+        "he.max_examples",
+        cfg.he.max_examples,
+        "1..1000000000",
+    )
 
     fed = cfg.federation
     _require(

@@ -42,15 +42,17 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
 
 def test_run_state_resumes_weights_round_and_history(tmp_path):
     cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
-    fresh = RunState(cfg, tmp_path)
+    fresh = RunState(cfg, tmp_path, None)
     assert fresh.completed_rounds == 0
     trained = [w + 1.0 for w in fresh.weights]
     fresh.history.record(1, eval_accuracy=0.5)
     fresh.history.record(2, eval_accuracy=0.75)
-    fresh.save(2, ndarrays_to_parameters(trained))
+    fresh.save(2, ndarrays_to_parameters(trained), False)
 
     resumed = RunState(
-        compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"]), tmp_path
+        compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"]),
+        tmp_path,
+        None,
     )
     assert resumed.completed_rounds == 2
     assert resumed.history.last("eval_accuracy") == 0.75
@@ -60,16 +62,16 @@ def test_run_state_resumes_weights_round_and_history(tmp_path):
 
 def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
     cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
-    state = RunState(cfg, tmp_path)
-    state.save(1, ndarrays_to_parameters(state.weights))
+    state = RunState(cfg, tmp_path, None)
+    state.save(1, ndarrays_to_parameters(state.weights), False)
     with pytest.raises(CheckpointError, match="resume=true"):
-        RunState(cfg, tmp_path)
+        RunState(cfg, tmp_path, None)
 
 
 def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
     digits = compose_config([f"output_dir={tmp_path}"])
-    state = RunState(digits, tmp_path)
-    state.save(1, ndarrays_to_parameters(state.weights))
+    state = RunState(digits, tmp_path, None)
+    state.save(1, ndarrays_to_parameters(state.weights), False)
     other = compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"])
     with pytest.raises(CheckpointError, match="belongs to a run with"):
-        RunState(other, tmp_path)
+        RunState(other, tmp_path, None)

@@ -15,7 +15,7 @@ def make_strategy(**kwargs) -> tuple[FlAppFedAvg, list[tuple[int, int]]]:
     saved: list[tuple[int, int]] = []
     strategy = FlAppFedAvg(
         history=RunHistory(),
-        on_round_end=lambda rnd, params: saved.append((rnd, len(params.tensors))),
+        on_round_end=lambda rnd, params, encrypted: saved.append((rnd, len(params.tensors))),
         **kwargs,
     )
     return strategy, saved

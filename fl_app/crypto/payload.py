@@ -76,6 +76,16 @@ class Header:
             raise PayloadError(f"header is not valid: {type(err).__name__}") from err
 
 
+def to_payload(arrays: list[np.ndarray]) -> list[bytes]:
+    """The byte strings a list of uint8 arrays carries."""
+    return [np.asarray(a, dtype=np.uint8).tobytes() for a in arrays]
+
+
+def to_arrays(payload: list[bytes]) -> list[np.ndarray]:
+    """Byte strings as uint8 arrays (what Flower and checkpoints carry byte-exact)."""
+    return [np.frombuffer(blob, dtype=np.uint8) for blob in payload]
+
+
 def max_ciphertext_bytes(preset: Preset) -> int:
     """Upper bound on one serialised ciphertext: two uncompressed polynomials plus slack."""
     data_primes = len(preset.coeff_mod_bit_sizes) - 1

@@ -1,37 +1,62 @@
-"""The NumPyClient that wraps a Keras model, and the ClientApp's client_fn."""
+"""The NumPyClient that wraps a Keras model."""
 
 from __future__ import annotations
 
-import keras
-from flwr.app import Context
-from flwr.client import Client, NumPyClient
-from flwr.common import NDArrays, Scalar
-from omegaconf import DictConfig
+from collections.abc import Callable
 
-from fl_app.config import load_config
-from fl_app.ml.data import ClientData, PartitionSpec, load_client_data
-from fl_app.ml.models import build_model, evaluate, train, weights_of
+import keras
+from flwr.client import NumPyClient
+from flwr.common import NDArrays, Scalar
+
+from fl_app.ml.data import ClientData
+from fl_app.ml.models import evaluate, train, weights_of
 
 ROUND_KEY = "server-round"
+EXAMPLES_KEY = "num-examples"
 
 
 class KerasClient(NumPyClient):
-    """Trains and evaluates one holder's Keras model on data that never leaves it."""
+    """Trains and evaluates one holder's Keras model on data that never leaves it.
+
+    `weights_in` and `weights_out` are the edge: subclasses decrypt what arrives and
+    encrypt what leaves there, so training never sees a ciphertext.
+    """
 
     def __init__(
         self,
-        net: keras.Model,
+        model_factory: Callable[[], keras.Model],
         data: ClientData,
         *,
         local_epochs: int,
         batch_size: int,
         seed: int,
     ) -> None:
-        self.net = net
+        self._model_factory = model_factory
+        self._net: keras.Model | None = None
         self.data = data
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.seed = seed
+
+    @property
+    def net(self) -> keras.Model:
+        """The model, built on first use (a properties query needs none)."""
+        if self._net is None:
+            self._net = self._model_factory()
+        return self._net
+
+    def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
+        """The global weights carried by `parameters` (plaintext here)."""
+        return parameters
+
+    def weights_out(
+        self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]
+    ) -> NDArrays:
+        """What is sent back for `weights` (plaintext here)."""
+        return weights
+
+    def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
+        return {EXAMPLES_KEY: len(self.data.train)}
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
         return weights_of(self.net)
@@ -39,7 +64,7 @@ class KerasClient(NumPyClient):
     def fit(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
-        self.net.set_weights(parameters)
+        self.net.set_weights(self.weights_in(parameters, config))
         metrics = train(
             self.net,
             self.data.train,
@@ -47,56 +72,12 @@ class KerasClient(NumPyClient):
             batch_size=self.batch_size,
             seed=self.seed + int(config.get(ROUND_KEY, 0)),
         )
-        return weights_of(self.net), len(self.data.train), metrics
+        num_examples = len(self.data.train)
+        return self.weights_out(weights_of(self.net), num_examples, config), num_examples, metrics
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
-        self.net.set_weights(parameters)
+        self.net.set_weights(self.weights_in(parameters, config))
         loss, accuracy = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         return loss, len(self.data.test), {"accuracy": accuracy}
-
-
-def partition_spec(cfg: DictConfig, num_partitions: int) -> PartitionSpec:
-    """The partitioning the config asks for, over `num_partitions` clients."""
-    return PartitionSpec(
-        name=cfg.partition.name,
-        num_partitions=num_partitions,
-        alpha=float(cfg.partition.alpha),
-        min_partition_size=int(cfg.partition.min_partition_size),
-        self_balancing=bool(cfg.partition.self_balancing),
-    )
-
-
-def new_model(cfg: DictConfig) -> keras.Model:
-    """The configured model, initialised from the run's seed."""
-    return build_model(
-        cfg.task.name,
-        cfg.task.model,
-        optimizer=cfg.train.optimizer,
-        learning_rate=float(cfg.train.learning_rate),
-        seed=int(cfg.seed),
-    )
-
-
-def client_fn(context: Context) -> Client:
-    """Build the client for the node Flower is running this ClientApp on."""
-    cfg = load_config(context.run_config)
-    partition_id = int(context.node_config["partition-id"])
-    num_partitions = int(context.node_config["num-partitions"])
-    data = load_client_data(
-        cfg.task.name,
-        partition_spec(cfg, num_partitions),
-        partition_id,
-        server_test_fraction=float(cfg.task.server_test_fraction),
-        client_test_fraction=float(cfg.task.client_test_fraction),
-        seed=int(cfg.seed),
-    )
-    client = KerasClient(
-        new_model(cfg),
-        data,
-        local_epochs=int(cfg.train.local_epochs),
-        batch_size=int(cfg.train.batch_size),
-        seed=int(cfg.seed) + 10_007 * (partition_id + 1),
-    )
-    return client.to_client()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime
@@ -28,8 +29,20 @@ from fl_app.artifacts import (
     write_plot,
 )
 from fl_app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fl_app.config import load_config, to_yaml
-from fl_app.fl.client import ROUND_KEY, new_model
+from fl_app.config import ConfigError, load_config, to_yaml
+from fl_app.crypto.keys import (
+    MANIFEST_NAME,
+    PUBLIC_NAME,
+    SECRET_NAME,
+    fingerprint,
+    generate_keys,
+    load_public_context,
+)
+from fl_app.crypto.packing import Layout
+from fl_app.crypto.presets import get_preset
+from fl_app.fl.client import ROUND_KEY
+from fl_app.fl.factory import new_model
+from fl_app.fl.he_strategy import HEFedAvg
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.strategy import FlAppFedAvg
 from fl_app.ml.data import load_server_test
@@ -49,21 +62,61 @@ def resolve_run_dir(cfg: DictConfig, run_id: int) -> Path:
     return Path(cfg.output_root).expanduser().resolve() / f"{stamp}_run{run_id}"
 
 
-def _identity(cfg: DictConfig) -> dict[str, Any]:
+def _identity(cfg: DictConfig, key_fingerprint: str | None) -> dict[str, Any]:
     """What a checkpoint must share with the run that resumes it."""
-    return {
-        "strategy": cfg.strategy.name,
-        "task": cfg.task.name,
-        "model": cfg.task.model,
-    }
+    identity = {"strategy": cfg.strategy.name, "task": cfg.task.name, "model": cfg.task.model}
+    if key_fingerprint is not None:
+        identity.update(he_preset=cfg.he.preset, he_fingerprint=key_fingerprint)
+    return identity
+
+
+class ServerKeys:
+    """The server's HE material: the public context only, never the secret key."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.secret_hint = ""
+        if cfg.he.public_context:
+            path = Path(cfg.he.public_context).expanduser()
+        elif cfg.federation.name == "simulation":
+            key_dir = run_dir / "keys"
+            path = key_dir / PUBLIC_NAME
+            if not path.exists():
+                generate_keys(key_dir, cfg.he.preset)
+                logger.info(
+                    "No he.public_context configured: generated %s HE keys into %s "
+                    "(simulation only; provision deployments with `fl-app keygen`)",
+                    cfg.he.preset,
+                    key_dir,
+                )
+            if not cfg.he.secret_context:
+                self.secret_hint = str(key_dir / SECRET_NAME)
+        else:
+            raise ConfigError(
+                "he.public_context is empty: allowed a path to public.ctx outside simulation"
+            )
+        self.context = load_public_context(path)
+        self.preset = get_preset(cfg.he.preset)
+        self.fingerprint = fingerprint(self.context)
+        self._check_manifest(path.parent / MANIFEST_NAME)
+
+    def _check_manifest(self, manifest_path: Path) -> None:
+        if not manifest_path.exists():
+            return
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("preset") != self.preset.name:
+            raise ConfigError(
+                f"he.preset={self.preset.name!r} is invalid for the keys in "
+                f"{manifest_path.parent}: they were made for preset {manifest.get('preset')!r}"
+            )
 
 
 class RunState:
     """Where a run starts from: fresh weights or its last checkpoint."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, key_fingerprint: str | None) -> None:
         self.checkpoint_path = run_dir / CHECKPOINT_NAME
-        self.identity = _identity(cfg)
+        self.identity = _identity(cfg, key_fingerprint)
+        self.layout_weights = weights_of(new_model(cfg))
         if cfg.resume:
             arrays, meta = load_checkpoint(self.checkpoint_path)
             if meta.get("identity") != self.identity:
@@ -72,6 +125,7 @@ class RunState:
                     f"{meta.get('identity')}; this run is {self.identity}"
                 )
             self.weights: NDArrays = arrays
+            self.encrypted = bool(meta["encrypted"])
             self.history = RunHistory(meta["history"])
             self.completed_rounds = int(meta["completed_rounds"])
             self.previous_seconds = float(meta["wall_seconds"])
@@ -86,7 +140,8 @@ class RunState:
                     f"{self.checkpoint_path} already exists; pass overrides='resume=true' "
                     "to continue that run, or choose another output-dir"
                 )
-            self.weights = weights_of(new_model(cfg))
+            self.weights = self.layout_weights
+            self.encrypted = False
             self.history = RunHistory()
             self.completed_rounds = 0
             self.previous_seconds = 0.0
@@ -95,13 +150,16 @@ class RunState:
     def wall_seconds(self) -> float:
         return self.previous_seconds + time.monotonic() - self._started
 
-    def save(self, completed_round: int, parameters: Parameters) -> None:
+    def save(self, completed_round: int, parameters: Parameters, encrypted: bool) -> None:
         """Checkpoint the global model after `completed_round` (atomic)."""
+        self.weights = parameters_to_ndarrays(parameters)
+        self.encrypted = encrypted
         save_checkpoint(
             self.checkpoint_path,
-            parameters_to_ndarrays(parameters),
+            self.weights,
             {
                 "identity": self.identity,
+                "encrypted": encrypted,
                 "completed_rounds": completed_round,
                 "history": self.history.to_json(),
                 "wall_seconds": self.wall_seconds(),
@@ -145,10 +203,27 @@ def wait_for_nodes(grid: Grid, cfg: DictConfig) -> None:
         )
 
 
-def build_strategy(cfg: DictConfig, state: RunState) -> FlAppFedAvg:
-    """The configured FedAvg, starting from `state`."""
+def build_strategy(cfg: DictConfig, state: RunState, keys: ServerKeys | None) -> FlAppFedAvg:
+    """The configured strategy, starting from `state`."""
+    common = _fedavg_arguments(cfg, state)
+    if keys is None:
+        return FlAppFedAvg(**common)
+    return HEFedAvg(
+        public_context=keys.context,
+        preset=keys.preset,
+        layout=Layout.of(state.layout_weights),
+        max_examples=int(cfg.he.max_examples),
+        encrypted=state.encrypted,
+        secret_hint=keys.secret_hint,
+        query_timeout=float(cfg.federation.node_wait_timeout),
+        **common,
+    )
+
+
+def _fedavg_arguments(cfg: DictConfig, state: RunState) -> dict[str, Any]:
+    """FedAvg's arguments from the config, shared by the plaintext and HE strategies."""
     strat = cfg.strategy
-    return FlAppFedAvg(
+    return dict(
         history=state.history,
         on_round_end=state.save,
         round_offset=state.completed_rounds,
@@ -163,16 +238,23 @@ def build_strategy(cfg: DictConfig, state: RunState) -> FlAppFedAvg:
     )
 
 
-def write_artifacts(
-    cfg: DictConfig, run_dir: Path, state: RunState, final: NDArrays, run_id: int
-) -> dict[str, Any]:
+def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int) -> dict[str, Any]:
     """Metrics, plot, final model and summary.json in the run directory."""
     history = state.history
     write_metrics(history, run_dir)
     write_plot(history, run_dir / "metrics.png", f"{cfg.task.name} / {cfg.strategy.name}")
-    net = new_model(cfg)
-    net.set_weights(final)
-    net.save(run_dir / MODEL_NAME)
+    if state.encrypted:
+        final_model = None
+        logger.info(
+            "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
+            "--secret secret.ctx --checkpoint %s --out model.keras",
+            state.checkpoint_path,
+        )
+    else:
+        net = new_model(cfg)
+        net.set_weights(state.weights)
+        net.save(run_dir / MODEL_NAME)
+        final_model = str(run_dir / MODEL_NAME)
     fitted = [row["round"] for row in history.rows() if "fit_clients" in row]
     summary = summarise(
         history,
@@ -183,6 +265,9 @@ def write_artifacts(
         rounds_completed=max(fitted, default=0),
         wall_seconds=round(state.wall_seconds(), 3),
         run_dir=str(run_dir),
+        final_model=final_model,
+        checkpoint=str(state.checkpoint_path),
+        encrypted=state.encrypted,
     )
     write_json(run_dir / "summary.json", summary)
     return summary
@@ -195,8 +280,9 @@ def run_server(grid: Grid, context: Context) -> None:
     run_dir = resolve_run_dir(cfg, context.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    state = RunState(cfg, run_dir)
-    strategy = build_strategy(cfg, state)
+    keys = ServerKeys(cfg, run_dir) if cfg.strategy.name == "he" else None
+    state = RunState(cfg, run_dir, keys.fingerprint if keys else None)
+    strategy = build_strategy(cfg, state, keys)
     remaining = int(cfg.num_rounds) - state.completed_rounds
     if remaining > 0:
         wait_for_nodes(grid, cfg)
@@ -208,8 +294,7 @@ def run_server(grid: Grid, context: Context) -> None:
         DefaultWorkflow()(grid, legacy)
     else:
         logger.info("All %d rounds were already completed", cfg.num_rounds)
-    final = parameters_to_ndarrays(strategy.latest_parameters)
-    summary = write_artifacts(cfg, run_dir, state, final, context.run_id)
+    summary = write_artifacts(cfg, run_dir, state, context.run_id)
     logger.info(
         "Run finished: %d round(s), final accuracy %s",
         summary["rounds_completed"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from logging import INFO, WARNING
+from typing import Any
 
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar
 from flwr.common.logger import log
@@ -14,7 +15,8 @@ from flwr.server.strategy import FedAvg
 
 from fl_app.artifacts import RunHistory
 
-RoundEndHook = Callable[[int, Parameters], None]
+# Called after every round with (round, global parameters, whether they are encrypted).
+RoundEndHook = Callable[[int, Parameters, bool], None]
 
 
 def payload_bytes(parameters: Parameters) -> int:
@@ -54,6 +56,8 @@ class FlAppFedAvg(FedAvg):
     the Flower loop at 1 again, so `round_offset` (rounds already completed) is added.
     """
 
+    encrypted = False  # whether `latest_parameters` is an encrypted aggregate
+
     def __init__(
         self,
         *,
@@ -87,7 +91,7 @@ class FlAppFedAvg(FedAvg):
     ):
         rnd = self._run_round(server_round)
         self._round_started[rnd] = time.monotonic()
-        instructions = super().configure_fit(rnd, parameters, client_manager)
+        instructions = self._prepare(rnd, super().configure_fit(rnd, parameters, client_manager))
         sent = sum(payload_bytes(fit_ins.parameters) for _, fit_ins in instructions)
         self.history.add(rnd, "bytes_down", sent)
         return instructions
@@ -99,9 +103,10 @@ class FlAppFedAvg(FedAvg):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
-        self._log_failures(rnd, "fit", failures)
         received = sum(payload_bytes(res.parameters) for _, res in results)
         self.history.add(rnd, "bytes_up", received)
+        results, failures = self._screen(rnd, results, list(failures))
+        self._log_failures(rnd, "fit", failures)
         self.history.record(rnd, fit_clients=len(results), fit_failures=len(failures))
         if len(results) < self.min_fit_clients:
             log(
@@ -114,12 +119,34 @@ class FlAppFedAvg(FedAvg):
             )
             self._end_round(rnd)
             return None, {}
-        parameters, metrics = super().aggregate_fit(rnd, results, failures)
+        parameters, metrics = self._combine(rnd, results, failures)
         if parameters is not None:
             self.latest_parameters = parameters
         self.history.record(rnd, **metrics)
         self._end_round(rnd)
         return parameters, metrics
+
+    def _prepare(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
+        """Adjust the fit/evaluate instructions of a round (unchanged in plaintext)."""
+        return instructions
+
+    def _screen(
+        self,
+        rnd: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[list[tuple[ClientProxy, FitRes]], list[tuple[ClientProxy, FitRes] | BaseException]]:
+        """Move results that must not be aggregated to the failures (none in plaintext)."""
+        return results, failures
+
+    def _combine(
+        self,
+        rnd: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Aggregate screened results: FedAvg's weighted mean in plaintext."""
+        return super().aggregate_fit(rnd, results, failures)
 
     def evaluate(self, server_round: int, parameters: Parameters):
         rnd = self._run_round(server_round)
@@ -135,7 +162,9 @@ class FlAppFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
-        instructions = super().configure_evaluate(rnd, parameters, client_manager)
+        instructions = self._prepare(
+            rnd, super().configure_evaluate(rnd, parameters, client_manager)
+        )
         sent = sum(payload_bytes(ins.parameters) for _, ins in instructions)
         self.history.add(rnd, "bytes_down", sent)
         return instructions
@@ -180,4 +209,4 @@ class FlAppFedAvg(FedAvg):
             self.history.record(rnd, round_seconds=round(time.monotonic() - started, 3))
         log(INFO, "round %d: %s", rnd, self.history.row(rnd))
         if self._on_round_end is not None and self.latest_parameters is not None:
-            self._on_round_end(rnd, self.latest_parameters)
+            self._on_round_end(rnd, self.latest_parameters, self.encrypted)

@@ -1,0 +1,73 @@
+"""Builds what the apps need from the composed config: models and clients."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import keras
+from flwr.app import Context
+from flwr.client import Client
+from omegaconf import DictConfig
+
+from fl_app.config import load_config
+from fl_app.crypto.presets import get_preset
+from fl_app.fl.client import KerasClient
+from fl_app.fl.he_client import NODE_SECRET_KEY, HEKerasClient
+from fl_app.fl.logs import use_flower_handlers
+from fl_app.ml.data import PartitionSpec, load_client_data
+from fl_app.ml.models import build_model
+
+
+def partition_spec(cfg: DictConfig, num_partitions: int) -> PartitionSpec:
+    """The partitioning the config asks for, over `num_partitions` clients."""
+    return PartitionSpec(
+        name=cfg.partition.name,
+        num_partitions=num_partitions,
+        alpha=float(cfg.partition.alpha),
+        min_partition_size=int(cfg.partition.min_partition_size),
+        self_balancing=bool(cfg.partition.self_balancing),
+    )
+
+
+def new_model(cfg: DictConfig) -> keras.Model:
+    """The configured model, initialised from the run's seed."""
+    return build_model(
+        cfg.task.name,
+        cfg.task.model,
+        optimizer=cfg.train.optimizer,
+        learning_rate=float(cfg.train.learning_rate),
+        seed=int(cfg.seed),
+    )
+
+
+def client_fn(context: Context) -> Client:
+    """Build the client for the node Flower is running this ClientApp on."""
+    use_flower_handlers()
+    cfg = load_config(context.run_config)
+    partition_id = int(context.node_config["partition-id"])
+    num_partitions = int(context.node_config["num-partitions"])
+    data = load_client_data(
+        cfg.task.name,
+        partition_spec(cfg, num_partitions),
+        partition_id,
+        server_test_fraction=float(cfg.task.server_test_fraction),
+        client_test_fraction=float(cfg.task.client_test_fraction),
+        seed=int(cfg.seed),
+    )
+    settings = {
+        "local_epochs": int(cfg.train.local_epochs),
+        "batch_size": int(cfg.train.batch_size),
+        "seed": int(cfg.seed) + 10_007 * (partition_id + 1),
+    }
+    if cfg.strategy.name == "he":
+        client = HEKerasClient(
+            partial(new_model, cfg),
+            data,
+            preset=get_preset(cfg.he.preset),
+            secret_context=cfg.he.secret_context
+            or str(context.node_config.get(NODE_SECRET_KEY, "")),
+            **settings,
+        )
+    else:
+        client = KerasClient(partial(new_model, cfg), data, **settings)
+    return client.to_client()

@@ -1,0 +1,72 @@
+"""The NumPyClient under HE: decrypt what arrives, encrypt what leaves, train in between."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from flwr.common import NDArrays, Scalar
+
+from fl_app.crypto.keys import load_secret_context
+from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
+from fl_app.crypto.presets import Preset
+from fl_app.fl.client import KerasClient
+from fl_app.ml.data import ClientData
+
+# Keys of the instruction config the HE strategy sends with every fit/evaluate message.
+ENCRYPTED_KEY = "he-encrypted"  # bool: parameters are an encrypted aggregate payload
+REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
+SECRET_PATH_KEY = "he-secret-context"  # simulation only: where the run's keys were made
+# Node-config key a deployment uses to point a SuperNode at its secret context.
+NODE_SECRET_KEY = "he-secret-context"
+
+
+class HEKerasClient(KerasClient):
+    """KerasClient whose traffic is encrypted under the federation's shared HE key.
+
+    Weighting happens here: the update is multiplied by n_k / R before encryption, so
+    the server only adds; the decrypted aggregate is divided by its total weight.
+    """
+
+    def __init__(
+        self,
+        model_factory: Callable[[], keras.Model],
+        data: ClientData,
+        *,
+        preset: Preset,
+        secret_context: str,
+        local_epochs: int,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        super().__init__(
+            model_factory, data, local_epochs=local_epochs, batch_size=batch_size, seed=seed
+        )
+        self.preset = preset
+        self._secret_path = secret_context
+        self._context = None
+
+    def _secret_context(self, config: dict[str, Scalar]):
+        if self._context is None:
+            path = self._secret_path or str(config.get(SECRET_PATH_KEY, ""))
+            if not path:
+                raise ValueError(
+                    "no HE secret context configured: set he.secret_context (or the node "
+                    f"config key '{NODE_SECRET_KEY}') to the path of secret.ctx"
+                )
+            self._context = load_secret_context(path)
+        return self._context
+
+    def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
+        if not config.get(ENCRYPTED_KEY, False):
+            return parameters  # the initial model is public: random init, no data
+        return decrypt_aggregate(self._secret_context(config), self.preset, to_payload(parameters))
+
+    def weights_out(
+        self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]
+    ) -> NDArrays:
+        reference = float(config[REFERENCE_KEY])
+        payload = encrypt_update(
+            self._secret_context(config), self.preset, weights, num_examples / reference
+        )
+        return to_arrays(payload)

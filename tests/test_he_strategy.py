@@ -1,0 +1,175 @@
+"""HEFedAvg with real ciphertexts: parity with FedAvg, failures, bad payloads, edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FakeProxy
+from flwr.common import (
+    Code,
+    FitRes,
+    Parameters,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.server.client_manager import SimpleClientManager
+
+from fl_app.artifacts import RunHistory
+from fl_app.crypto._tenseal import ts
+from fl_app.crypto.keys import build_context, public_bytes
+from fl_app.crypto.packing import Layout
+from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
+from fl_app.crypto.presets import get_preset
+from fl_app.fl.he_client import ENCRYPTED_KEY, REFERENCE_KEY
+from fl_app.fl.he_strategy import HEFedAvg
+
+SHAPES = [(4, 3), (3,), (50,)]
+
+
+@pytest.fixture(scope="module")
+def keys():
+    preset = get_preset("compact")
+    secret = build_context(preset)
+    return preset, secret, ts.context_from(public_bytes(secret))
+
+
+def make_round(keys, counts, *, min_fit_clients=2):
+    """A strategy after configure_fit of round 1 for clients with `counts`."""
+    preset, _, public = keys
+    initial = [np.zeros(s, np.float32) for s in SHAPES]
+    saved = []
+    strategy = HEFedAvg(
+        public_context=public,
+        preset=preset,
+        layout=Layout.of(initial),
+        max_examples=10**6,
+        history=RunHistory(),
+        on_round_end=lambda rnd, params, encrypted: saved.append(encrypted),
+        initial_parameters=ndarrays_to_parameters(initial),
+        min_fit_clients=min_fit_clients,
+        min_available_clients=1,
+    )
+    manager = SimpleClientManager()
+    proxies = [FakeProxy(f"c{i}") for i in range(len(counts))]
+    for proxy in proxies:
+        manager.register(proxy)
+    strategy.remember_examples({p.cid: n for p, n in zip(proxies, counts, strict=True)})
+    instructions = strategy.configure_fit(1, strategy.initial_parameters, manager)
+    config = instructions[0][1].config
+    return strategy, proxies, config, saved
+
+
+def client_result(keys, proxy, weights, num_examples, config) -> tuple[FakeProxy, FitRes]:
+    """What an HE client sends: its weights times n_k / R, encrypted."""
+    preset, secret, _ = keys
+    payload = encrypt_update(secret, preset, weights, num_examples / config[REFERENCE_KEY])
+    res = FitRes(
+        status=Status(Code.OK, "ok"),
+        parameters=ndarrays_to_parameters(to_arrays(payload)),
+        num_examples=num_examples,
+        metrics={"train_loss": 1.0},
+    )
+    return proxy, res
+
+
+def decrypt(keys, parameters: Parameters) -> list[np.ndarray]:
+    preset, secret, _ = keys
+    return decrypt_aggregate(secret, preset, to_payload(parameters_to_ndarrays(parameters)))
+
+
+def test_hundred_clients_with_up_to_a_million_examples_match_fedavg(keys):
+    rng = np.random.default_rng(11)
+    counts = rng.integers(1, 10**6, 100, endpoint=True).tolist()
+    counts[:2] = [1, 10**6]
+    strategy, proxies, config, saved = make_round(keys, counts)
+    assert config[ENCRYPTED_KEY] is False  # round 1 starts from the public initial model
+    assert config[REFERENCE_KEY] == sum(counts)
+    updates = [[rng.uniform(-1, 1, s).astype(np.float32) for s in SHAPES] for _ in counts]
+    results = [
+        client_result(keys, p, u, n, config)
+        for p, u, n in zip(proxies, updates, counts, strict=True)
+    ]
+    params, metrics = strategy.aggregate_fit(1, results, [])
+    want = [
+        sum(n * u[i].astype(np.float64) for u, n in zip(updates, counts, strict=True)) / sum(counts)
+        for i in range(len(SHAPES))
+    ]
+    for got, expected in zip(decrypt(keys, params), want, strict=True):
+        assert np.abs(got - expected).max() <= 1e-4
+        np.testing.assert_allclose(got, expected, atol=keys[0].tolerance(100) + 1e-6)
+    assert metrics == {"train_loss": pytest.approx(1.0)}
+    assert saved == [True]
+    assert strategy.encrypted
+
+
+def test_survivors_only_are_averaged_when_clients_fail(keys):
+    counts = [10, 20, 30, 40]
+    strategy, proxies, config, _ = make_round(keys, counts)
+    updates = [[np.full(s, float(k + 1), np.float32) for s in SHAPES] for k in range(4)]
+    results = [client_result(keys, proxies[k], updates[k], counts[k], config) for k in (0, 2, 3)]
+    params, _ = strategy.aggregate_fit(1, results, [RuntimeError("node 2 crashed")])
+    # survivors 1, 3, 4 with weights 10, 30, 40: (10*1 + 30*3 + 40*4) / 80 = 3.25
+    for got in decrypt(keys, params):
+        np.testing.assert_allclose(got, 3.25, atol=1e-5)
+    assert strategy.history.row(1)["fit_failures"] == 1
+
+
+def test_bad_payloads_are_dropped_and_the_round_goes_on(keys, caplog):
+    counts = [5, 5, 5]
+    strategy, proxies, config, _ = make_round(keys, counts)
+    ones = [np.ones(s, np.float32) for s in SHAPES]
+    good = [client_result(keys, proxies[k], ones, 5, config) for k in (0, 1)]
+    _, truncated = client_result(keys, proxies[2], ones, 5, config)
+    truncated.parameters.tensors[1] = truncated.parameters.tensors[1][:100]
+    stranger_ctx = build_context(keys[0])
+    stranger = FitRes(
+        status=Status(Code.OK, "ok"),
+        parameters=ndarrays_to_parameters(
+            to_arrays(encrypt_update(stranger_ctx, keys[0], ones, 1 / 3))
+        ),
+        num_examples=5,
+        metrics={},
+    )
+    params, _ = strategy.aggregate_fit(
+        1, [*good, (proxies[2], truncated), (FakeProxy("x"), stranger)], []
+    )
+    for got in decrypt(keys, params):
+        np.testing.assert_allclose(got, 1.0, atol=1e-5)
+    row = strategy.history.row(1)
+    assert (row["fit_clients"], row["fit_failures"]) == (2, 2)
+    assert "client c2 rejected" in caplog.text
+    assert "client x rejected: encrypted under key" in caplog.text
+
+
+def test_round_is_skipped_when_too_few_valid_payloads_remain(keys):
+    strategy, proxies, config, saved = make_round(keys, [5, 5], min_fit_clients=2)
+    ones = [np.ones(s, np.float32) for s in SHAPES]
+    proxy, res = client_result(keys, proxies[0], ones, 5, config)
+    bogus = FitRes(res.status, Parameters(tensors=[b"junk"], tensor_type="numpy.ndarray"), 5, {})
+    params, _ = strategy.aggregate_fit(1, [(proxy, res), (proxies[1], bogus)], [])
+    assert params is None
+    assert saved == [False]  # the round is checkpointed with the unchanged plaintext model
+    assert not strategy.encrypted
+
+
+def test_out_of_range_example_counts_are_rejected(keys):
+    strategy, proxies, config, _ = make_round(keys, [5, 5], min_fit_clients=1)
+    ones = [np.ones(s, np.float32) for s in SHAPES]
+    proxy, res = client_result(keys, proxies[0], ones, 5, config)
+    liar = FitRes(res.status, res.parameters, 10**7, {})
+    params, _ = strategy.aggregate_fit(1, [(proxy, res), (proxies[1], liar)], [])
+    assert params is not None
+    assert strategy.history.row(1)["fit_failures"] == 1
+
+
+def test_server_refuses_a_private_context(keys):
+    preset, secret, _ = keys
+    with pytest.raises(ValueError, match="holds the HE secret key"):
+        HEFedAvg(
+            public_context=secret,
+            preset=preset,
+            layout=Layout.of([np.zeros(3)]),
+            max_examples=10,
+            history=RunHistory(),
+        )
