@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from flower_local import LocalSuperLink
+
+from fl_app.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
 FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
-BASE = "federation.num_supernodes=3 task=breast_cancer"
+BASE = "federation.num_supernodes=3"
+FL_APP = str(Path(sys.executable).parent / "fl-app")
 
 
 @pytest.fixture(scope="module")
@@ -23,76 +32,161 @@ def superlink(tmp_path_factory):
     link.stop()
 
 
-def flwr_run(link: LocalSuperLink, run_config: str) -> tuple[int, str]:
-    """Submit a run like the README does, wait for it, return (run id, final status)."""
+def flwr_run(link: LocalSuperLink, run_config: str) -> tuple[int, str, str]:
+    """Submit a run like the README does, wait for it; (run id, final status, output)."""
     result = link.flwr(
         "run", ".", "--stream", "--federation-config", FEDERATION, "--run-config", run_config
     )
-    match = re.search(r"run (\d+)", result.stdout + result.stderr, re.IGNORECASE)
-    assert match, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    match = re.search(r"run (\d+)", output, re.IGNORECASE)
+    assert match, output
     run_id = int(match.group(1))
     deadline = time.monotonic() + 300
     while not (status := link.run_status(run_id)).startswith("finished"):
         assert time.monotonic() < deadline, f"run {run_id} still {status}"
         time.sleep(2)
-    return run_id, status
+    return run_id, status, output
+
+
+def run_to(link, out: Path, strategy: str, rounds: int, extra: str = ""):
+    return flwr_run(
+        link,
+        f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
+        f"overrides='{BASE} {extra}'",
+    )
 
 
 @pytest.fixture(scope="module")
-def two_round_run(superlink, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "out"
-    run_id, status = flwr_run(
-        superlink, f"num-server-rounds=2 output-dir='{out}' overrides='{BASE}'"
-    )
+def fedavg_run(superlink, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fedavg") / "out"
+    run_id, status, _ = run_to(superlink, out, "fedavg", 2)
     return out, run_id, status
 
 
-def test_run_completes_and_writes_every_artifact(two_round_run):
-    out, run_id, status = two_round_run
+@pytest.fixture(scope="module")
+def he_run(superlink, tmp_path_factory):
+    out = tmp_path_factory.mktemp("he") / "out"
+    run_id, status, output = run_to(superlink, out, "he", 2)
+    return out, run_id, status, output
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_fedavg_run_completes_and_writes_every_artifact(fedavg_run):
+    out, run_id, status = fedavg_run
     assert status == "finished:completed"
     for name in ("config.yaml", "metrics.csv", "metrics.json", "metrics.png", "model.keras"):
         assert (out / name).stat().st_size > 0, name
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["run_id"] == run_id
-    assert summary["strategy"] == "fedavg"
-    assert summary["rounds_completed"] == 2
-    assert 0.5 < summary["final_accuracy"] <= 1.0
-    assert summary["final_loss"] > 0
-    assert summary["bytes_up_total"] > 0
-    assert summary["bytes_down_total"] > summary["bytes_up_total"]  # fit + eval go down
-    assert summary["wall_seconds"] > 0
+    facts = summary(out)
+    assert facts["run_id"] == run_id
+    assert facts["strategy"] == "fedavg"
+    assert facts["rounds_completed"] == 2
+    assert 0.5 < facts["final_accuracy"] <= 1.0
+    assert facts["final_loss"] > 0
+    assert facts["bytes_up_total"] > 0
+    assert facts["bytes_down_total"] > facts["bytes_up_total"]  # fit + eval go down
+    assert facts["wall_seconds"] > 0
     rows = json.loads((out / "metrics.json").read_text())
     assert [row["round"] for row in rows] == [0, 1, 2]
     assert all(row["fit_clients"] == 3 for row in rows[1:])
 
 
-def test_final_model_is_a_normal_keras_model(two_round_run):
+def test_final_model_is_a_normal_keras_model(fedavg_run):
     import keras
 
-    out, _, _ = two_round_run
+    out, _, _ = fedavg_run
     net = keras.saving.load_model(out / "model.keras")
-    assert net.output_shape == (None, 2)
+    assert net.output_shape == (None, 10)
 
 
-def test_resume_continues_from_the_checkpoint(superlink, two_round_run):
-    out, _, _ = two_round_run
+def test_resume_continues_from_the_checkpoint(superlink, fedavg_run):
+    out, _, _ = fedavg_run
     before = json.loads((out / "metrics.json").read_text())
-    _, status = flwr_run(
-        superlink, f"num-server-rounds=3 output-dir='{out}' overrides='{BASE} resume=true'"
-    )
+    _, status, _ = run_to(superlink, out, "fedavg", 3, "resume=true")
     assert status == "finished:completed"
     after = json.loads((out / "metrics.json").read_text())
     assert [row["round"] for row in after] == [0, 1, 2, 3]
     for old, new in zip(before[1:], after[1:3], strict=True):
         assert new["eval_accuracy"] == old["eval_accuracy"]  # completed rounds kept
-    assert json.loads((out / "summary.json").read_text())["rounds_completed"] == 3
+    assert summary(out)["rounds_completed"] == 3
+
+
+def test_he_run_matches_plaintext_accuracy(he_run, fedavg_run):
+    he_out, _, status, _ = he_run
+    assert status == "finished:completed"
+    facts = summary(he_out)
+    assert facts["strategy"] == "he"
+    assert facts["encrypted"] is True
+    assert facts["final_model"] is None  # the server cannot produce it
+    plain = json.loads((fedavg_run[0] / "metrics.json").read_text())[2]  # round 2
+    assert abs(facts["final_accuracy"] - plain["eval_accuracy"]) <= 0.01
+
+
+def test_he_uploads_are_ciphertexts_at_a_bounded_expansion(he_run):
+    he_out, _, _, _ = he_run
+    rows = json.loads((he_out / "metrics.json").read_text())
+    params = 38_282  # the digits CNN
+    per_client = rows[-1]["bytes_up"] / rows[-1]["fit_clients"]  # round 2
+    assert 3.0 < per_client / (4 * params) < 4.5
+
+
+def test_decrypt_turns_the_encrypted_checkpoint_into_a_keras_model(he_run, tmp_path):
+    import keras
+
+    from fl_app.config import compose_config
+    from fl_app.ml.data import load_server_test
+    from fl_app.ml.models import evaluate
+
+    he_out, _, _, _ = he_run
+    model_path = tmp_path / "model.keras"
+    result = subprocess.run(
+        [FL_APP, "decrypt", "--secret", str(he_out / "keys" / "secret.ctx"),
+         "--checkpoint", str(he_out / "checkpoint.npz"), "--out", str(model_path)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    cfg = compose_config()
+    test = load_server_test(cfg.task.name, cfg.task.server_test_fraction, cfg.seed)
+    _, accuracy = evaluate(keras.saving.load_model(model_path), test, batch_size=64)
+    assert accuracy > 0.8
+
+
+def test_he_keys_never_reach_the_logs(he_run, superlink):
+    he_out, _, _, output = he_run
+    logs = output.encode() + superlink.log_file.read_bytes()
+    arrays, _ = load_checkpoint(he_out / "checkpoint.npz")
+    secrets = [
+        (he_out / "keys" / "secret.ctx").read_bytes(),
+        (he_out / "keys" / "public.ctx").read_bytes(),
+        arrays[1].tobytes(),  # a ciphertext of the aggregate
+    ]
+    for blob in secrets:
+        for offset in np.linspace(100, len(blob) - 40, 5).astype(int):
+            piece = blob[offset : offset + 24]
+            for form in (piece, piece.hex().encode(), base64.b64encode(piece)):
+                assert form not in logs
+    assert stat_mode(he_out / "keys" / "secret.ctx") == 0o600
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_he_run_resumes_from_its_encrypted_checkpoint(superlink, he_run, tmp_path):
+    he_out, _, _, _ = he_run
+    copy = tmp_path / "resumed"
+    shutil.copytree(he_out, copy)
+    _, status, _ = run_to(superlink, copy, "he", 3, "resume=true")
+    assert status == "finished:completed"
+    rows = json.loads((copy / "metrics.json").read_text())
+    assert [row["round"] for row in rows] == [1, 2, 3]
+    assert summary(copy)["rounds_completed"] == 3
 
 
 def test_invalid_config_fails_the_run_before_training(superlink, tmp_path):
     out = tmp_path / "bad"
-    _, status = flwr_run(
-        superlink,
-        f"output-dir='{out}' overrides='{BASE} partition=dirichlet partition.alpha=-1'",
-    )
+    _, status, _ = run_to(superlink, out, "fedavg", 1, "partition=dirichlet partition.alpha=-1")
     assert status == "finished:failed"
     assert not (out / "metrics.csv").exists()
