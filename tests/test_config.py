@@ -40,7 +40,7 @@ def test_pyproject_defaults_equal_conf_defaults():
 def test_run_config_maps_onto_overrides():
     cfg = load_config(
         {
-            "strategy": "fedavg",
+            "strategy": "fedavg",  # the non-default choice
             "num-server-rounds": 5,
             "output-dir": "/tmp/it's here",
             "overrides": "task=breast_cancer task.model=mlp partition=dirichlet "
@@ -55,11 +55,25 @@ def test_run_config_maps_onto_overrides():
     assert cfg.train.local_epochs == 3
 
 
-@pytest.mark.parametrize("group", ["task", "strategy", "partition", "federation"])
-def test_every_group_option_composes(group):
-    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+@pytest.mark.parametrize(
+    ("group", "key"),
+    [("task", "name"), ("strategy", "name"), ("partition", "name"), ("federation", "name"),
+     ("he", "preset")],
+)  # fmt: skip
+def test_every_group_option_composes(group, key):
+    options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    assert options
+    for option in options:
         cfg = compose_config([f"{group}={option}"])
-        assert cfg[group].name == option
+        assert cfg[group][key] == option
+
+
+def test_he_is_the_default_and_every_he_preset_exists_in_the_crypto_layer():
+    from fl_app.crypto.presets import PRESETS
+
+    cfg = compose_config()
+    assert (cfg.strategy.name, cfg.he.preset) == ("he", "compact")
+    assert {p.stem for p in (CONF_DIR / "he").glob("*.yaml")} == set(PRESETS)
 
 
 def test_resolved_config_is_plain_yaml():
@@ -84,6 +98,9 @@ def test_resolved_config_is_plain_yaml():
         (["train.optimizer=rmsprop"], "train.optimizer='rmsprop'"),
         (["train.nope=1"], "nope"),
         (["resume=true"], "resume=True is invalid"),
+        (["strategy=he", "strategy.centralized_evaluation=true"], "plaintext weights"),
+        (["he.preset=tiny"], "he.preset='tiny' is invalid: allowed one of"),
+        (["he.max_examples=0"], "he.max_examples=0"),
     ],
 )
 def test_invalid_values_fail_with_the_key_and_what_is_allowed(overrides, message):

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flower_local import LocalSuperLink
 
 from fl_app.checkpoint import load_checkpoint
+from fl_app.launch import LocalSuperLink
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +32,8 @@ def superlink(tmp_path_factory):
 
 def flwr_run(link: LocalSuperLink, run_config: str) -> tuple[int, str, str]:
     """Submit a run like the README does, wait for it; (run id, final status, output)."""
-    result = link.flwr(
-        "run", ".", "--stream", "--federation-config", FEDERATION, "--run-config", run_config
-    )
-    output = result.stdout + result.stderr
-    match = re.search(r"run (\d+)", output, re.IGNORECASE)
-    assert match, output
-    run_id = int(match.group(1))
-    deadline = time.monotonic() + 300
-    while not (status := link.run_status(run_id)).startswith("finished"):
-        assert time.monotonic() < deadline, f"run {run_id} still {status}"
-        time.sleep(2)
-    return run_id, status, output
+    result = link.submit(run_config, FEDERATION)
+    return result.run_id, result.status, result.output
 
 
 def run_to(link, out: Path, strategy: str, rounds: int, extra: str = ""):

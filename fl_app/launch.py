@@ -1,26 +1,40 @@
-"""A real local simulation SuperLink for tests: own FLWR_HOME, free ports, stopped by PID."""
+"""Launch Flower from Python: a private simulation SuperLink and `flwr run` against it.
+
+Used by the tests and the benchmarks. The SuperLink gets its own FLWR_HOME and free
+loopback ports, and is stopped by PID (its own process group), never by name.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the Flower app directory
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    status: str  # e.g. finished:completed, finished:failed
+    output: str  # what `flwr run --stream` printed
+    seconds: float  # submission to final status
 
 
 class LocalSuperLink:
@@ -99,6 +113,33 @@ class LocalSuperLink:
             timeout=timeout,
             check=False,
         )
+
+    def submit(self, run_config: str, federation_config: str, timeout: float = 900) -> RunResult:
+        """`flwr run . --stream`, then wait for the run's final status."""
+        started = time.monotonic()
+        result = self.flwr(
+            "run", ".", "--stream",
+            "--federation-config", federation_config,
+            "--run-config", run_config,
+            timeout=timeout,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        match = re.search(r"run (\d+)", output, re.IGNORECASE)
+        if match is None:
+            raise RuntimeError(f"flwr run did not start a run:\n{output[-3000:]}")
+        run_id = int(match.group(1))
+        while not (status := self.run_status(run_id)).startswith("finished"):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f}s")
+            time.sleep(2)
+        return RunResult(run_id, status, output, time.monotonic() - started)
+
+    def __enter__(self) -> LocalSuperLink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def run_status(self, run_id: int) -> str:
         """The final status of a run as the SuperLink reports it."""
