@@ -14,6 +14,8 @@ from flwr.common import (
     parameters_to_ndarrays,
 )
 from flwr.server.client_manager import SimpleClientManager
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fl_app.artifacts import RunHistory
 from fl_app.crypto._tenseal import ts
@@ -173,3 +175,44 @@ def test_server_refuses_a_private_context(keys):
             max_examples=10,
             history=RunHistory(),
         )
+
+
+@pytest.fixture(scope="module")
+def fixed_payloads(keys):
+    """Three clients' results, made once: every fuzz example mutates the same bytes."""
+    _, proxies, config, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
+    ones = [np.ones(s, np.float32) for s in SHAPES]
+    return [list(client_result(keys, p, ones, 5, config)[1].parameters.tensors) for p in proxies]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_results_never_crash_the_server(keys, fixed_payloads, data):
+    strategy, proxies, _, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
+    tensors = [[bytearray(t) for t in payload] for payload in fixed_payloads]
+    victim = tensors[data.draw(st.integers(0, 2))]
+    index = data.draw(st.integers(0, len(victim) - 1))
+    for _ in range(data.draw(st.integers(1, 6))):
+        if victim[index]:
+            position = data.draw(st.integers(0, len(victim[index]) - 1))
+            victim[index][position] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        victim[index] = victim[index][: data.draw(st.integers(0, len(victim[index])))]
+    results = [
+        (
+            proxy,
+            FitRes(
+                status=Status(Code.OK, "ok"),
+                parameters=Parameters([bytes(t) for t in payload], "numpy.ndarray"),
+                num_examples=5,
+                metrics={},
+            ),
+        )
+        for proxy, payload in zip(proxies, tensors, strict=True)
+    ]
+    params, _ = strategy.aggregate_fit(1, results, [])  # must not raise
+    assert params is not None  # at least the two untouched clients are aggregated
+    row = strategy.history.row(1)
+    assert row["fit_clients"] + row["fit_failures"] == 3
