@@ -1,4 +1,5 @@
-"""`fl-app`: operator commands (HE key provisioning, decrypting a final model)."""
+"""`fl-app`: operator commands: provision keys and certificates, export per-node data,
+run a local TLS federation, decrypt a final model."""
 
 from __future__ import annotations
 
@@ -48,6 +49,83 @@ def _decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from fl_app.provision import make_tls
+
+    files = make_tls(args.out, args.host, days=args.days, force=args.force)
+    print(
+        f"Wrote {files.ca_cert} (give to SuperNodes and `flwr` users), {files.server_cert} "
+        f"and {files.server_key} (SuperLink only, 0600); the CA key stays in {args.out}"
+    )
+    return 0
+
+
+def _node_key(args: argparse.Namespace) -> int:
+    from fl_app.provision import make_node_key
+
+    private, public = make_node_key(args.out, args.name, force=args.force)
+    print(
+        f"Wrote {private} (the SuperNode's --auth-supernode-private-key, 0600) and {public} "
+        f"(register it: flwr supernode register {public} <connection>)"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fl_app.config import compose_config
+    from fl_app.ml.data import PartitionSpec, export_partitions
+
+    cfg = compose_config([f"task={args.task}", f"partition={args.partition}", *args.override])
+    spec = PartitionSpec(
+        name=cfg.partition.name,
+        num_partitions=args.num_partitions,
+        alpha=float(cfg.partition.alpha),
+        min_partition_size=int(cfg.partition.min_partition_size),
+        self_balancing=bool(cfg.partition.self_balancing),
+    )
+    paths = export_partitions(
+        cfg.task.name,
+        spec,
+        args.out,
+        server_test_fraction=float(cfg.task.server_test_fraction),
+        seed=int(cfg.seed),
+        file_format=args.format,
+    )
+    print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
+    return 0
+
+
+def _federation(args: argparse.Namespace) -> int:
+    from fl_app import deploy
+    from fl_app.ml.data import PartitionSpec
+
+    if args.action == "down":
+        stopped = deploy.down(args.dir)
+        print(f"Stopped {', '.join(stopped) or 'nothing (no running processes)'}")
+        return 0
+    spec = PartitionSpec(args.partition, args.nodes, alpha=args.alpha)
+    info = deploy.up(
+        args.dir,
+        num_nodes=args.nodes,
+        task=args.task,
+        partition=spec,
+        preset=args.preset,
+        port=args.port,
+    )
+    print(
+        f"SuperLink {info['address']} (TLS, node auth) with {args.nodes} SuperNodes; logs in "
+        f"{args.dir / 'logs'}; connection '{info['connection']}' in "
+        f"{info['flwr_home']}/config.toml. Train with:"
+    )
+    overrides = (
+        f"federation=deployment federation.num_supernodes={args.nodes} task={args.task} "
+        f"he.preset={args.preset} he.public_context={info['public_context']}"
+    )
+    print(f"  flwr run . {info['connection']} --stream --run-config \"overrides='{overrides}'\"")
+    print(f"Stop it with: fl-app federation down --dir {args.dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fl-app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +143,45 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.npz of a run")
     decrypt.add_argument("--out", type=Path, required=True, help="the .keras file to write")
     decrypt.set_defaults(handler=_decrypt)
+
+    certs = commands.add_parser("certs", help="make a CA and the SuperLink's TLS certificate")
+    certs.add_argument("--out", type=Path, required=True)
+    certs.add_argument(
+        "--host", action="append", required=True, help="SAN: DNS name or IP (repeatable)"
+    )
+    certs.add_argument("--days", type=int, default=365)
+    certs.add_argument("--force", action="store_true")
+    certs.set_defaults(handler=_certs)
+
+    node_key = commands.add_parser("node-key", help="make a SuperNode authentication key pair")
+    node_key.add_argument("--out", type=Path, required=True)
+    node_key.add_argument("--name", required=True, help="file name, e.g. hospital-a")
+    node_key.add_argument("--force", action="store_true")
+    node_key.set_defaults(handler=_node_key)
+
+    export = commands.add_parser("export-partitions", help="write one data file per node")
+    export.add_argument("--task", default="digits")
+    export.add_argument("--partition", default="iid")
+    export.add_argument("--num-partitions", type=int, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--format", choices=["npz", "csv"], default="npz")
+    export.add_argument(
+        "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
+    )
+    export.set_defaults(handler=_export)
+
+    federation = commands.add_parser(
+        "federation", help="start/stop a local TLS + node-auth federation on 127.0.0.1"
+    )
+    federation.add_argument("action", choices=["up", "down"])
+    federation.add_argument("--dir", type=Path, required=True, help="keys, data, logs, PIDs")
+    federation.add_argument("--nodes", type=int, default=2)
+    federation.add_argument("--task", default="digits")
+    federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
+    federation.add_argument("--alpha", type=float, default=0.5)
+    federation.add_argument("--preset", default="compact", choices=sorted(PRESETS))
+    federation.add_argument("--port", type=int, default=None, help="SuperLink port")
+    federation.set_defaults(handler=_federation)
     return parser
 
 
@@ -72,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (HEKeyError, CheckpointError, PayloadError, ValueError) as err:
+    except (HEKeyError, CheckpointError, PayloadError, ValueError, OSError, RuntimeError) as err:
         print(f"fl-app {args.command}: {err}", file=sys.stderr)
         return 2
 

@@ -80,11 +80,14 @@ class HEConfig:
 
 @dataclass
 class FederationConfig:
-    name: str = MISSING  # simulation
-    num_supernodes: int = 10  # simulated SuperNodes (passed to `flwr run`)
+    name: str = MISSING  # simulation | deployment
+    num_supernodes: int = 10  # SuperNodes: simulated ones, or those expected to connect
     client_num_cpus: int = 1  # CPUs reserved per simulated ClientApp
     client_num_gpus: float = 0.0  # GPU share per simulated ClientApp
     node_wait_timeout: float = 120.0  # seconds the server waits for enough nodes
+    connection: str = ""  # deployment: SuperLink connection name in FLWR_HOME/config.toml
+    address: str = ""  # deployment: SuperLink address host:port
+    root_certificates: str = ""  # deployment: CA certificate that signed the SuperLink's
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from fl_app.crypto._tenseal import sealapi, ts
 from fl_app.crypto.presets import Preset, get_preset
+from fl_app.files import write_private
 
 SECRET_NAME = "secret.ctx"
 PUBLIC_NAME = "public.ctx"
@@ -79,14 +79,6 @@ def require_private(ctx: ts.Context, where: str) -> ts.Context:
     return ctx
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 before any secret byte is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def generate_keys(out_dir: Path, preset_name: str, *, force: bool = False) -> dict:
     """Write secret.ctx (0600), public.ctx and keys.json into `out_dir`."""
     preset = get_preset(preset_name)
@@ -96,7 +88,7 @@ def generate_keys(out_dir: Path, preset_name: str, *, force: bool = False) -> di
         raise HEKeyError(f"refusing to overwrite {existing}; pass --force to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = build_context(preset)
-    _write_private(out_dir / SECRET_NAME, ctx.serialize(save_secret_key=True))
+    write_private(out_dir / SECRET_NAME, ctx.serialize(save_secret_key=True))
     (out_dir / PUBLIC_NAME).write_bytes(public_bytes(ctx))
     manifest = {"preset": preset.name, "scheme": preset.scheme, "fingerprint": fingerprint(ctx)}
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -12,13 +12,12 @@ from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, 
 from fl_app.crypto.presets import Preset
 from fl_app.fl.client import KerasClient
 from fl_app.ml.data import ClientData
+from fl_app.node_config import NODE_SECRET_KEY
 
 # Keys of the instruction config the HE strategy sends with every fit/evaluate message.
 ENCRYPTED_KEY = "he-encrypted"  # bool: parameters are an encrypted aggregate payload
 REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
 SECRET_PATH_KEY = "he-secret-context"  # simulation only: where the run's keys were made
-# Node-config key a deployment uses to point a SuperNode at its secret context.
-NODE_SECRET_KEY = "he-secret-context"
 
 
 class HEKerasClient(KerasClient):

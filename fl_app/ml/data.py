@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
@@ -121,7 +122,7 @@ def partition_indices(labels: np.ndarray, spec: PartitionSpec, seed: int) -> tup
     partitioner = make_partitioner(spec, seed)
     # Shuffle first, as FederatedDataset does: IidPartitioner shards contiguously.
     rows = Dataset.from_dict({"row": np.arange(len(labels)), "label": np.asarray(labels)})
-    partitioner.dataset = rows.shuffle(seed=seed).flatten_indices()
+    partitioner.dataset = rows.shuffle(seed=seed)
     return tuple(
         np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
         for pid in range(spec.num_partitions)
@@ -173,3 +174,86 @@ def load_server_test(task: str, server_test_fraction: float, seed: int) -> Split
     """The held-out set for centralised evaluation (plaintext mode only)."""
     _, test = _pool_and_server_test(task, server_test_fraction, seed)
     return _prepare(task, test)[0]
+
+
+# ------------------------------------------------------------------ per-node data files
+def export_partitions(
+    task: str,
+    spec: PartitionSpec,
+    out_dir: Path,
+    *,
+    server_test_fraction: float,
+    seed: int,
+    file_format: str = "npz",
+) -> list[Path]:
+    """Write one data file per partition: what each SuperNode of a deployment holds."""
+    if file_format not in ("npz", "csv"):
+        raise ValueError(f"format={file_format!r} is invalid: allowed 'npz' or 'csv'")
+    pool, _ = _pool_and_server_test(task, server_test_fraction, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for pid, rows in enumerate(_pool_partitions(task, server_test_fraction, spec, seed)):
+        path = out_dir / f"partition_{pid}.{file_format}"
+        x, y = pool.x[rows], pool.y[rows]
+        if file_format == "npz":
+            np.savez(path, x=x, y=y)
+        else:
+            flat = x.reshape(len(x), -1)
+            header = ",".join([*(f"f{i}" for i in range(flat.shape[1])), LABEL_COLUMN])
+            np.savetxt(path, np.column_stack([flat, y]), delimiter=",", header=header,
+                       comments="", fmt=["%.8g"] * flat.shape[1] + ["%d"])  # fmt: skip
+        paths.append(path)
+    return paths
+
+
+LABEL_COLUMN = "label"
+
+
+def read_data_file(path: Path, task: str) -> Split:
+    """Features and labels from a node's NPZ (`x`, `y`) or CSV (a `label` column) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data-path={str(path)!r} is invalid: no such file")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if not {"x", "y"} <= set(npz.files):
+                raise ValueError(f"{path} must hold arrays 'x' and 'y', found {npz.files}")
+            x, y = npz["x"], npz["y"]
+    elif path.suffix == ".csv":
+        header = path.read_text().splitlines()[0].split(",")
+        if LABEL_COLUMN not in header:
+            raise ValueError(f"{path} has no '{LABEL_COLUMN}' column (columns: {header[:5]}...)")
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        label = header.index(LABEL_COLUMN)
+        x, y = np.delete(table, label, axis=1), table[:, label]
+    else:
+        raise ValueError(f"data-path={str(path)!r} is invalid: allowed a .npz or .csv file")
+    shape = input_shape(task)
+    if x.size != len(x) * int(np.prod(shape)):
+        raise ValueError(
+            f"{path}: rows of {x.shape[1:]} values do not fit task {task!r} (needs {shape})"
+        )
+    labels = y.astype(np.int64)
+    if (
+        len(labels) != len(x)
+        or labels.min(initial=0) < 0
+        or labels.max(initial=0) >= NUM_CLASSES[task]
+    ):
+        raise ValueError(f"{path}: labels must be integers 0..{NUM_CLASSES[task] - 1}, one per row")
+    return Split(x.reshape(len(x), *shape).astype(np.float32), labels)
+
+
+def load_node_data(path: Path, task: str, *, client_test_fraction: float, seed: int) -> ClientData:
+    """A SuperNode's own data file, split into local train and test sets."""
+    data = read_data_file(path, task)
+    if len(data) < 2:
+        raise ValueError(f"{path} has {len(data)} rows; at least 2 are needed")
+    train_rows, test_rows = train_test_split(
+        np.arange(len(data)), test_size=client_test_fraction, random_state=seed
+    )
+    train, test = _prepare(
+        task,
+        Split(data.x[train_rows], data.y[train_rows]),
+        Split(data.x[test_rows], data.y[test_rows]),
+    )
+    return ClientData(train=train, test=test)

@@ -1,0 +1,286 @@
+"""A real Flower deployment on this machine: SuperLink + SuperNodes over TLS with node
+authentication, each node with its own data file and the HE secret context.
+
+`up` provisions what is missing (CA and SuperLink certificate, node keys, HE keys, data
+files), starts the processes with one log file each and a PID file each, registers the
+node keys, and writes a connection into FLWR_HOME. `down` stops exactly the processes
+whose PID files `up` wrote (each in its own process group), and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import tomli_w
+
+from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
+from fl_app.launch import free_port
+from fl_app.ml.data import PartitionSpec, export_partitions
+from fl_app.node_config import NODE_DATA_KEY, NODE_SECRET_KEY
+from fl_app.provision import make_node_key, make_tls
+
+BIN = Path(sys.executable).parent
+CONNECTION = "fl-app-local"
+
+
+def flwr_home() -> Path:
+    """The FLWR_HOME in effect (Flower's default is ~/.flwr)."""
+    return Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr")).expanduser()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a local federation keeps its files."""
+
+    root: Path
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def he(self) -> Path:
+        return self.root / "he"
+
+    @property
+    def nodes(self) -> Path:
+        return self.root / "node-keys"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "federation.json"
+
+
+def start_process(name: str, command: list[str], where: Layout, env: dict[str, str]) -> int:
+    """Start a process in its own process group, logging to logs/<name>.log."""
+    where.logs.mkdir(parents=True, exist_ok=True)
+    where.pids.mkdir(parents=True, exist_ok=True)
+    pid_file = where.pids / f"{name}.pid"
+    if pid_file.exists() and _group_alive(int(pid_file.read_text())):
+        raise RuntimeError(f"{name} is already running (PID file {pid_file})")
+    # Flower starts helper processes (flower-superexec, flwr-clientapp) by name.
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    with (where.logs / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_healthy(port: int, ca_cert: Path, pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise RuntimeError("the SuperLink exited during start-up; see its log")
+        try:
+            response = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(ca_cert), timeout=1)
+            if response.is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the SuperLink did not answer on port {port} within {timeout:.0f}s")
+
+
+def write_connection(name: str, address: str, ca_cert: Path, home: Path) -> Path:
+    """Add (or replace) one SuperLink connection in FLWR_HOME/config.toml."""
+    path = home / "config.toml"
+    config = tomllib.loads(path.read_text()) if path.exists() else {}
+    superlink = config.setdefault("superlink", {})
+    superlink.setdefault("default", "local")
+    superlink.setdefault("local", {"address": ":local:"})
+    superlink[name] = {"address": address, "root-certificates": str(ca_cert)}
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+def flwr_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "flwr"), *args], capture_output=True, text=True, env=env,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def up(
+    root: Path,
+    *,
+    num_nodes: int,
+    task: str = "digits",
+    partition: PartitionSpec | None = None,
+    preset: str = "compact",
+    seed: int = 42,
+    port: int | None = None,
+) -> dict:
+    """Provision and start a local TLS + node-auth federation; return its description."""
+    where = Layout(root.resolve())
+    if where.state.exists():
+        raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes={num_nodes} is invalid: allowed >= 1")
+    port = port or free_port()
+    home = flwr_home()
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    tls = make_tls(where.tls, ["127.0.0.1", "localhost"], force=True)
+    if not (where.he / PUBLIC_NAME).exists():
+        generate_keys(where.he, preset)
+    spec = partition or PartitionSpec("iid", num_nodes)
+    data_files = export_partitions(task, spec, where.data, server_test_fraction=0.2, seed=seed)
+    pids: dict[str, int] = {}
+    try:
+        pids["superlink"] = start_process(
+            "superlink",
+            [
+                str(BIN / "flower-superlink"),
+                "--ssl-ca-certfile", str(tls.ca_cert),
+                "--ssl-certfile", str(tls.server_cert),
+                "--ssl-keyfile", str(tls.server_key),
+                "--enable-supernode-auth",
+                "--disable-runtime-dependency-installation",
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                "--database", str(where.root / "superlink.db"),
+            ],
+            where,
+            env,
+        )  # fmt: skip
+        _wait_healthy(port, tls.ca_cert, pids["superlink"])
+        write_connection(CONNECTION, f"127.0.0.1:{port}", tls.ca_cert, home)
+        for index, data_file in enumerate(data_files):
+            private, public = make_node_key(where.nodes, f"node{index}", force=True)
+            registered = flwr_cli(
+                "supernode", "register", str(public), CONNECTION, "--name", f"node{index}", env=env
+            )
+            if registered.returncode != 0:
+                raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
+            pids[f"supernode{index}"] = start_supernode(
+                where, index, port, tls.ca_cert, private, data_file, env
+            )
+    except BaseException:
+        stop_processes(where)
+        raise
+    description = {
+        "connection": CONNECTION,
+        "address": f"127.0.0.1:{port}",
+        "root_certificates": str(tls.ca_cert),
+        "public_context": str(where.he / PUBLIC_NAME),
+        "num_nodes": num_nodes,
+        "task": task,
+        "pids": pids,
+        "flwr_home": str(home),
+    }
+    where.state.write_text(json.dumps(description, indent=2) + "\n")
+    return description
+
+
+def start_supernode(
+    where: Layout,
+    index: int,
+    port: int,
+    ca_cert: Path,
+    private_key: Path,
+    data_file: Path,
+    env: dict[str, str],
+    *,
+    name: str | None = None,
+) -> int:
+    """Start one SuperNode that reads only its own data file and the HE secret context."""
+    node_config = f'{NODE_DATA_KEY}="{data_file}" {NODE_SECRET_KEY}="{where.he / SECRET_NAME}"'
+    return start_process(
+        name or f"supernode{index}",
+        [
+            str(BIN / "flower-supernode"),
+            "--superlink", f"127.0.0.1:{port}",
+            "--root-certificates", str(ca_cert),
+            "--auth-supernode-private-key", str(private_key),
+            "--port", str(free_port()),
+            "--node-config", node_config,
+        ],
+        where,
+        env,
+    )  # fmt: skip
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return _alive(pgid) or _has_members(pgid)
+
+
+def _has_members(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in group `pgid`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop_processes(where: Layout, timeout: float = 20.0) -> list[str]:
+    """Stop the process groups named by PID files under `where`, nodes before the link."""
+    if not where.pids.exists():
+        return []
+    pid_files = sorted(where.pids.glob("*.pid"), key=lambda p: p.stem == "superlink")
+    stopped = []
+    for pid_file in pid_files:
+        pgid = int(pid_file.read_text())  # started with start_new_session: PID == PGID
+        if _group_alive(pgid):
+            os.killpg(pgid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _group_alive(pgid):
+                os.killpg(pgid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while _group_alive(pgid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            stopped.append(pid_file.stem)
+        pid_file.unlink()
+    return stopped
+
+
+def down(root: Path) -> list[str]:
+    """Stop what `up` started under `root`."""
+    where = Layout(root.resolve())
+    stopped = stop_processes(where)
+    where.state.unlink(missing_ok=True)
+    return stopped

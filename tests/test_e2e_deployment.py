@@ -1,0 +1,148 @@
+"""A real deployment on 127.0.0.1: SuperLink + SuperNodes, TLS, node auth, HE (slow).
+
+Every process is started by `fl_app.deploy` in its own process group with a PID file
+and stopped by `deploy.down` in teardown, pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fl_app import deploy
+from fl_app.provision import make_node_key
+
+pytestmark = pytest.mark.slow
+
+FLWR = str(Path(sys.executable).parent / "flwr")
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("federation")
+    home = root / "flwr_home"
+    previous = os.environ.get("FLWR_HOME")
+    os.environ["FLWR_HOME"] = str(home)
+    info = None
+    try:
+        info = deploy.up(root / "fed", num_nodes=3, task="digits")
+        yield root / "fed", info
+    finally:
+        deploy.down(root / "fed")
+        if previous is None:
+            os.environ.pop("FLWR_HOME", None)
+        else:
+            os.environ["FLWR_HOME"] = previous
+        if info is not None:
+            for name, pid in info["pids"].items():
+                assert not deploy._group_alive(pid), f"{name} (PID {pid}) survived down"
+
+
+def flwr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FLWR, *args], capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+
+
+def online_nodes() -> int:
+    listing = json.loads(flwr("supernode", "ls", deploy.CONNECTION, "--format", "json").stdout)
+    return sum(node["status"] == "online" for node in listing["nodes"])
+
+
+def run_status(run_id: int) -> str:
+    runs = json.loads(flwr("ls", deploy.CONNECTION, "--format", "json").stdout)["runs"]
+    return next(run["status"] for run in runs if int(run["run-id"]) == run_id)
+
+
+def test_he_training_survives_a_supernode_killed_mid_round(federation, tmp_path):
+    root, info = federation
+    out = tmp_path / "run"
+    log_path = tmp_path / "flwr_run.log"
+    overrides = (
+        "federation=deployment federation.num_supernodes=3 task=digits "
+        f"he.public_context={info['public_context']}"
+    )
+    with log_path.open("w") as log:
+        run = subprocess.Popen(
+            [FLWR, "run", ".", deploy.CONNECTION, "--stream", "--run-config",
+             f"num-server-rounds=2 output-dir='{out}' overrides='{overrides}'"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while "configure_fit: strategy sampled 3" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            assert run.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(1)
+        time.sleep(2)  # the ClientApps are at work now
+        victim = int((root / "pids" / "supernode2.pid").read_text())
+        os.killpg(victim, 9)
+        run.wait(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    output = log_path.read_text()
+    match = re.search(r"run (\d+)", output, re.IGNORECASE)
+    assert match, output[-3000:]
+    assert run_status(int(match.group(1))) == "finished:completed"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds_completed"] == 2
+    assert summary["strategy"] == "he" and summary["encrypted"] is True
+    rows = json.loads((out / "metrics.json").read_text())
+    assert rows[0]["fit_clients"] == 2 and rows[0]["fit_failures"] == 1
+    assert rows[1]["fit_clients"] == 2
+    assert summary["final_accuracy"] > 0.8
+    # The server side never had the secret context: not configured, not generated.
+    config = (out / "config.yaml").read_text()
+    assert "secret_context: ''" in config
+    assert not (out / "keys").exists()
+    secret = (root / "he" / "secret.ctx").read_bytes()[200:232]
+    assert all(secret not in p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+def test_an_unregistered_supernode_is_refused(federation, tmp_path):
+    root, info = federation
+    private, _ = make_node_key(tmp_path, "rogue")
+    port = int(info["address"].rsplit(":", 1)[1])
+    deploy.start_supernode(
+        deploy.Layout(root), 99, port, Path(info["root_certificates"]), private,
+        root / "data" / "partition_0.npz", dict(os.environ), name="rogue",
+    )  # fmt: skip
+    superlink_log = root / "logs" / "superlink.log"
+    deadline = time.monotonic() + 60
+    while "No SuperNode found with the given public key" not in superlink_log.read_text():
+        assert time.monotonic() < deadline, "the SuperLink never refused the rogue node"
+        time.sleep(1)
+    assert online_nodes() <= 3  # the three registered nodes at most (one may be killed)
+
+
+def test_a_client_without_tls_cannot_connect(federation):
+    root, info = federation
+    port = int(info["address"].rsplit(":", 1)[1])
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    deploy.start_process(
+        "insecure",
+        [str(deploy.BIN / "flower-supernode"), "--superlink", info["address"], "--insecure",
+         "--port", str(deploy.free_port()), "--max-retries", "1"],
+        deploy.Layout(root),
+        dict(os.environ),
+    )  # fmt: skip
+    log = root / "logs" / "insecure.log"
+    deadline = time.monotonic() + 60
+    while "Connection attempt failed" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(1)
+    # and TLS with the right CA works
+    assert httpx.get(
+        f"https://127.0.0.1:{port}/health", verify=info["root_certificates"], timeout=5
+    ).is_success
