@@ -111,6 +111,7 @@ def _federation(args: argparse.Namespace) -> int:
         partition=spec,
         preset=args.preset,
         port=args.port,
+        warm=not args.cold,
     )
     print(
         f"SuperLink {info['address']} (TLS, node auth) with {args.nodes} SuperNodes; logs in "
@@ -123,6 +124,18 @@ def _federation(args: argparse.Namespace) -> int:
     )
     print(f"  flwr run . {info['connection']} --stream --run-config \"overrides='{overrides}'\"")
     print(f"Stop it with: fl-app federation down --dir {args.dir}")
+    return 0
+
+
+def _warm_superexec(args: argparse.Namespace) -> int:
+    from fl_app import warm_exec
+
+    warm_exec.run(
+        args.runtime_api_address,
+        insecure=args.insecure,
+        root_certificates=args.root_certificates,
+        parent_pid=args.parent_pid,
+    )
     return 0
 
 
@@ -181,7 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     federation.add_argument("--alpha", type=float, default=0.5)
     federation.add_argument("--preset", default="compact", choices=sorted(PRESETS))
     federation.add_argument("--port", type=int, default=None, help="SuperLink port")
+    federation.add_argument(
+        "--cold", action="store_true", help="Flower's default: a new process per ClientApp task"
+    )
     federation.set_defaults(handler=_federation)
+
+    warm = commands.add_parser(
+        "warm-superexec",
+        help="serve a SuperNode's ClientApp tasks from one warm process (--isolation process)",
+    )
+    warm.add_argument("--runtime-api-address", required=True, help="the SuperNode's --port")
+    warm.add_argument("--insecure", action="store_true")
+    warm.add_argument("--root-certificates", default=None)
+    warm.add_argument("--parent-pid", type=int, default=None)
+    warm.set_defaults(handler=_warm_superexec)
     return parser
 
 

@@ -145,6 +145,7 @@ def up(
     preset: str = "compact",
     seed: int = 42,
     port: int | None = None,
+    warm: bool = True,
 ) -> dict:
     """Provision and start a local TLS + node-auth federation; return its description."""
     where = Layout(root.resolve())
@@ -154,7 +155,12 @@ def up(
         raise ValueError(f"num_nodes={num_nodes} is invalid: allowed >= 1")
     port = port or free_port()
     home = flwr_home()
-    env = {**os.environ, "FLWR_HOME": str(home)}
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        # A privacy product's federation does not report usage to a third party.
+        "FLWR_TELEMETRY_ENABLED": "0",
+    }
     tls = make_tls(where.tls, ["127.0.0.1", "localhost"], force=True)
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
@@ -187,8 +193,8 @@ def up(
             )
             if registered.returncode != 0:
                 raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
-            pids[f"supernode{index}"] = start_supernode(
-                where, index, port, tls.ca_cert, private, data_file, env
+            pids.update(
+                start_supernode(where, index, port, tls.ca_cert, private, data_file, env, warm=warm)
             )
     except BaseException:
         stop_processes(where)
@@ -217,22 +223,37 @@ def start_supernode(
     env: dict[str, str],
     *,
     name: str | None = None,
-) -> int:
-    """Start one SuperNode that reads only its own data file and the HE secret context."""
+    warm: bool = False,
+) -> dict[str, int]:
+    """Start one SuperNode that reads only its own data file and the HE secret context.
+
+    With `warm`, the SuperNode runs in `--isolation process` mode and a warm SuperExec
+    (`fl-app warm-superexec`) serves its ClientApp tasks; otherwise the SuperNode starts
+    a new process per task itself. Returns {process name: PID}.
+    """
+    name = name or f"supernode{index}"
+    runtime_port = free_port()
     node_config = f'{NODE_DATA_KEY}="{data_file}" {NODE_SECRET_KEY}="{where.he / SECRET_NAME}"'
-    return start_process(
-        name or f"supernode{index}",
-        [
-            str(BIN / "flower-supernode"),
-            "--superlink", f"127.0.0.1:{port}",
-            "--root-certificates", str(ca_cert),
-            "--auth-supernode-private-key", str(private_key),
-            "--port", str(free_port()),
-            "--node-config", node_config,
-        ],
-        where,
-        env,
-    )  # fmt: skip
+    command = [
+        str(BIN / "flower-supernode"),
+        "--superlink", f"127.0.0.1:{port}",
+        "--root-certificates", str(ca_cert),
+        "--auth-supernode-private-key", str(private_key),
+        "--port", str(runtime_port),
+        "--node-config", node_config,
+    ]  # fmt: skip
+    if warm:
+        command += ["--isolation", "process"]
+    pids = {name: start_process(name, command, where, env)}
+    if warm:
+        pids[f"{name}-exec"] = start_process(
+            f"{name}-exec",
+            [str(BIN / "fl-app"), "warm-superexec", "--insecure",
+             "--runtime-api-address", f"127.0.0.1:{runtime_port}"],
+            where,
+            env,
+        )  # fmt: skip
+    return pids
 
 
 def _group_alive(pgid: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import keras
@@ -65,6 +66,7 @@ class KerasClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         self.net.set_weights(self.weights_in(parameters, config))
+        started = time.perf_counter()
         metrics = train(
             self.net,
             self.data.train,
@@ -72,6 +74,7 @@ class KerasClient(NumPyClient):
             batch_size=self.batch_size,
             seed=self.seed + int(config.get(ROUND_KEY, 0)),
         )
+        metrics["train_seconds"] = time.perf_counter() - started
         num_examples = len(self.data.train)
         return self.weights_out(weights_of(self.net), num_examples, config), num_examples, metrics
 
@@ -79,5 +82,7 @@ class KerasClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
         self.net.set_weights(self.weights_in(parameters, config))
+        started = time.perf_counter()
         loss, accuracy = evaluate(self.net, self.data.test, batch_size=self.batch_size)
-        return loss, len(self.data.test), {"accuracy": accuracy}
+        elapsed = time.perf_counter() - started
+        return loss, len(self.data.test), {"accuracy": accuracy, "eval_seconds": elapsed}

@@ -184,6 +184,7 @@ class FlAppFedAvg(FedAvg):
             eval_failures=len(failures),
             eval_loss=loss,
             eval_accuracy=metrics.get("accuracy"),
+            eval_seconds=metrics.get("eval_seconds"),
         )
         self._end_round(rnd)
         return loss, metrics
