@@ -177,6 +177,9 @@ def load_server_test(task: str, server_test_fraction: float, seed: int) -> Split
 
 
 # ------------------------------------------------------------------ per-node data files
+LABEL_COLUMN = "label"  # the label column of a node's CSV data file
+
+
 def export_partitions(
     task: str,
     spec: PartitionSpec,
@@ -204,9 +207,6 @@ def export_partitions(
                        comments="", fmt=["%.8g"] * flat.shape[1] + ["%d"])  # fmt: skip
         paths.append(path)
     return paths
-
-
-LABEL_COLUMN = "label"
 
 
 def read_data_file(path: Path, task: str) -> Split:
