@@ -127,6 +127,14 @@ def _federation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarize(args: argparse.Namespace) -> int:
+    from fl_app.summary import summarize
+
+    for path in summarize(args.path):
+        print(f"Wrote {path}")
+    return 0
+
+
 def _warm_superexec(args: argparse.Namespace) -> int:
     from fl_app import warm_exec
 
@@ -208,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--root-certificates", default=None)
     warm.add_argument("--parent-pid", type=int, default=None)
     warm.set_defaults(handler=_warm_superexec)
+
+    summary = commands.add_parser(
+        "summarize", help="tables and plots for an fl-experiment multirun directory"
+    )
+    summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
+    summary.set_defaults(handler=_summarize)
     return parser
 
 

@@ -103,6 +103,7 @@ class AppConfig:
     output_dir: str = ""  # run directory; empty means <output_root>/<time>_run<id>
     output_root: str = "~/fl_app_outputs"  # parent of default run directories
     resume: bool = False  # continue from <output_dir>/checkpoint.npz
+    quiet: bool = False  # fl-experiment: no progress bars, one line per job
 
 
 ConfigStore.instance().store(name="app_schema", node=AppConfig)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,74 @@ class RunResult:
     status: str  # e.g. finished:completed, finished:failed
     output: str  # what `flwr run --stream` printed
     seconds: float  # submission to final status
+
+
+class FlowerCLI:
+    """`flwr run` and `flwr ls` for one FLWR_HOME and (optionally) a named connection."""
+
+    def __init__(self, env: dict[str, str], connection: str | None = None) -> None:
+        self.env = env
+        self.connection = connection
+
+    def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "flwr"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def _target(self) -> list[str]:
+        return [self.connection] if self.connection else []
+
+    def submit(
+        self,
+        run_config: str,
+        *,
+        federation_config: str | None = None,
+        timeout: float = 900,
+        on_line: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        """`flwr run . --stream`, feeding each log line to `on_line`, then the final status."""
+        started = time.monotonic()
+        command = [str(BIN / "flwr"), "run", ".", *self._target(), "--stream"]
+        if federation_config:
+            command += ["--federation-config", federation_config]
+        command += ["--run-config", run_config]
+        lines: list[str] = []
+        with subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        ) as process:  # fmt: skip
+            for line in process.stdout or ():
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+                if time.monotonic() - started > timeout:
+                    process.kill()
+                    raise TimeoutError(f"flwr run did not finish within {timeout:.0f}s")
+        output = "".join(lines)
+        match = re.search(r"run (\d+)", output, re.IGNORECASE)
+        if match is None:
+            raise RuntimeError(f"flwr run did not start a run:\n{output[-3000:]}")
+        run_id = int(match.group(1))
+        while not (status := self.run_status(run_id)).startswith("finished"):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f}s")
+            time.sleep(2)
+        return RunResult(run_id, status, output, time.monotonic() - started)
+
+    def run_status(self, run_id: int) -> str:
+        """The status of a run as the SuperLink reports it."""
+        listing = self.flwr("ls", *self._target(), "--format", "json", timeout=60)
+        data = json.loads(listing.stdout)
+        for run in data.get("runs", []):
+            if int(run["run-id"]) == run_id:
+                return run["status"]
+        raise KeyError(f"run {run_id} not in {data}")
 
 
 class LocalSuperLink:
@@ -102,37 +171,19 @@ class LocalSuperLink:
             os.killpg(pgid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    @property
+    def cli(self) -> FlowerCLI:
+        """The `flwr` CLI pointed at this SuperLink (its default `local` connection)."""
+        return FlowerCLI(self.env)
+
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run the `flwr` CLI against this SuperLink (its default `local` connection)."""
-        return subprocess.run(
-            [str(BIN / "flwr"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return self.cli.flwr(*args, timeout=timeout)
 
     def submit(self, run_config: str, federation_config: str, timeout: float = 900) -> RunResult:
-        """`flwr run . --stream`, then wait for the run's final status."""
-        started = time.monotonic()
-        result = self.flwr(
-            "run", ".", "--stream",
-            "--federation-config", federation_config,
-            "--run-config", run_config,
-            timeout=timeout,
-        )  # fmt: skip
-        output = result.stdout + result.stderr
-        match = re.search(r"run (\d+)", output, re.IGNORECASE)
-        if match is None:
-            raise RuntimeError(f"flwr run did not start a run:\n{output[-3000:]}")
-        run_id = int(match.group(1))
-        while not (status := self.run_status(run_id)).startswith("finished"):
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f}s")
-            time.sleep(2)
-        return RunResult(run_id, status, output, time.monotonic() - started)
+        return self.cli.submit(run_config, federation_config=federation_config, timeout=timeout)
+
+    def run_status(self, run_id: int) -> str:
+        return self.cli.run_status(run_id)
 
     def __enter__(self) -> LocalSuperLink:
         self.start()
@@ -140,12 +191,3 @@ class LocalSuperLink:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def run_status(self, run_id: int) -> str:
-        """The final status of a run as the SuperLink reports it."""
-        listing = self.flwr("ls", "--format", "json", timeout=60)
-        data = json.loads(listing.stdout)
-        for run in data.get("runs", []):
-            if int(run["run-id"]) == run_id:
-                return run["status"]
-        raise KeyError(f"run {run_id} not in {data}")

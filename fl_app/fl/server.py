@@ -268,6 +268,7 @@ def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int
         final_model=final_model,
         checkpoint=str(state.checkpoint_path),
         encrypted=state.encrypted,
+        model_params=int(sum(w.size for w in state.layout_weights)),
     )
     write_json(run_dir / "summary.json", summary)
     return summary

@@ -1,0 +1,163 @@
+"""`fl-experiment`: Hydra (multi)run entry point; each job is one real `flwr run`.
+
+    fl-experiment strategy=fedavg                         one run
+    fl-experiment -m strategy=fedavg,he partition=iid,dirichlet
+    fl-experiment -m +experiment=privacy_modes
+
+A job turns its composed config into Flower's run config, launches `flwr run` (its own
+simulation SuperLink, or the deployment connection of `federation=deployment`), waits,
+confirms the run's final status and keeps the run's artifacts in the Hydra job
+directory (`<job dir>/run`). A failed job is recorded as failed (`job.json`) and the
+sweep goes on; at the end of a multirun `fl-app summarize` runs on the sweep directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fl_app.config import CONF_DIR, ConfigError, validate
+from fl_app.launch import FlowerCLI, LocalSuperLink
+
+JOB_FILE = "job.json"
+RUN_DIR = "run"
+# Config keys that travel as their own run-config keys, not inside `overrides`.
+DEDICATED = {"strategy", "num_rounds", "output_dir", "quiet"}
+ROUND_LINE = re.compile(r"\[ROUND (\d+)\]")
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def run_config_for(cfg: DictConfig, strategy: str, task_overrides: list[str], run_dir: Path) -> str:
+    """Flower's run config for one job: its strategy, rounds, output dir and the rest."""
+    rest = [
+        o for o in task_overrides if _key(o) not in DEDICATED and not _key(o).startswith("hydra")
+    ]
+    for override in rest:
+        if "'" in override:
+            raise ConfigError(f"override {override!r} is invalid: single quotes cannot be passed")
+    return (
+        f"strategy='{strategy}' num-server-rounds={cfg.num_rounds} "
+        f"output-dir='{run_dir}' overrides='{' '.join(rest)}'"
+    )
+
+
+def launch(cfg: DictConfig, run_config: str, on_line) -> Any:
+    """Run it on a private simulation SuperLink, or on the configured deployment."""
+    fed = cfg.federation
+    if fed.name == "simulation":
+        federation = (
+            f"num-supernodes={fed.num_supernodes} client-resources-num-cpus={fed.client_num_cpus}"
+        )
+        with tempfile.TemporaryDirectory() as home, LocalSuperLink(Path(home)) as link:
+            return link.cli.submit(run_config, federation_config=federation, on_line=on_line)
+    env = dict(os.environ)
+    return FlowerCLI(env, fed.connection).submit(run_config, on_line=on_line)
+
+
+class RoundProgress:
+    """A progress bar over the rounds of one job, or nothing in quiet mode."""
+
+    def __init__(self, label: str, rounds: int, quiet: bool) -> None:
+        self.progress = None
+        if not quiet:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("round {task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+        if self.progress is not None:
+            self.task = self.progress.add_task(label, total=rounds)
+            self.progress.start()
+
+    def line(self, text: str) -> None:
+        if self.progress is not None and (match := ROUND_LINE.search(text)):
+            self.progress.update(self.task, completed=int(match.group(1)) - 1)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[0].total)
+            self.progress.stop()
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """One Hydra job: launch, confirm, record. Never raises for a failed run."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    record: dict[str, Any] = {
+        "job": hydra_cfg.job.num if hydra_cfg.mode.name == "MULTIRUN" else 0,
+        "overrides": " ".join(overrides),
+        "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if "hydra" not in k},
+        "status": "failed",
+        "run_dir": str(job_dir / RUN_DIR),
+    }
+    started = time.monotonic()
+    progress = None
+    try:
+        validate(cfg)
+        run_config = run_config_for(cfg, cfg.strategy.name, overrides, job_dir / RUN_DIR)
+        progress = RoundProgress(
+            f"job {record['job']}: {record['overrides']}", cfg.num_rounds, cfg.quiet
+        )
+        result = launch(cfg, run_config, progress.line)
+        record.update(run_id=result.run_id, flower_status=result.status)
+        summary_path = job_dir / RUN_DIR / "summary.json"
+        if result.status == "finished:completed" and summary_path.exists():
+            record["status"] = "completed"
+        else:
+            record["error"] = f"run ended {result.status}; see {job_dir / 'flwr_run.log'}"
+        (job_dir / "flwr_run.log").write_text(result.output)
+    except (ConfigError, RuntimeError, TimeoutError, OSError, KeyError) as err:
+        record["error"] = f"{type(err).__name__}: {err}"
+    finally:
+        if progress is not None:
+            progress.finish()
+    record["seconds"] = round(time.monotonic() - started, 1)
+    (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    summary = _read_json(job_dir / RUN_DIR / "summary.json")
+    accuracy = summary.get("final_accuracy")
+    Console(stderr=True).print(
+        f"[bold]job {record['job']}[/bold] {record['overrides'] or '(defaults)'}: "
+        f"{record['status']}, accuracy {accuracy if accuracy is None else f'{accuracy:.4f}'}, "
+        f"{record['seconds']} s" + (f" — {record['error']}" if "error" in record else "")
+    )
+    return record
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class SweepSummary(Callback):
+    """Hydra callback: summarise a multirun when it ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from fl_app.summary import summarize
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        paths = summarize(sweep_dir)
+        Console(stderr=True).print(f"Sweep summary: {', '.join(str(p) for p in paths)}")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # SuperLink health polls
+    run_job(cfg)

@@ -1,0 +1,159 @@
+"""Summaries of a sweep directory: one row per job, tables and plots to pick a mode."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from omegaconf import OmegaConf
+
+COLUMNS = (
+    "job",
+    "overrides",
+    "status",
+    "mode",
+    "alpha",
+    "final_accuracy",
+    "rounds",
+    "wall_seconds",
+    "bytes_up_total",
+    "bytes_down_total",
+    "upload_per_client_round",
+    "expansion",
+    "error",
+)
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
+    if choices.get("mode"):
+        return str(choices["mode"])
+    strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
+    return f"he_{choices.get('he', 'compact')}" if strategy == "he" else str(strategy)
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job found under `sweep_dir` (its `job.json` and run artifacts)."""
+    rows = []
+    for job_file in sorted(sweep_dir.rglob("job.json"), key=lambda p: _json(p).get("job", 0)):
+        job = _json(job_file)
+        run_dir = job_file.parent / "run"
+        summary = _json(run_dir / "summary.json")
+        metrics = _json(run_dir / "metrics.json") or []
+        config_path = run_dir / "config.yaml"
+        config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.exists() else {}
+        fitted = [m for m in metrics if m.get("fit_clients")]
+        per_client = fitted[-1]["bytes_up"] / fitted[-1]["fit_clients"] if fitted else None
+        params = summary.get("model_params")
+        partition = config.get("partition", {})
+        rows.append(
+            {
+                "job": job.get("job"),
+                "overrides": job.get("overrides", ""),
+                "status": job.get("status", "unknown"),
+                "mode": _mode(job.get("choices", {}), config),
+                "alpha": partition.get("alpha") if partition.get("name") == "dirichlet" else None,
+                "final_accuracy": summary.get("final_accuracy"),
+                "rounds": summary.get("rounds_completed"),
+                "wall_seconds": summary.get("wall_seconds"),
+                "bytes_up_total": summary.get("bytes_up_total"),
+                "bytes_down_total": summary.get("bytes_down_total"),
+                "upload_per_client_round": per_client,
+                "expansion": per_client / (4 * params) if per_client and params else None,
+                "error": job.get("error", ""),
+                "accuracy_per_round": [
+                    (m["round"], m["eval_accuracy"]) for m in metrics if m.get("eval_accuracy")
+                ],
+            }
+        )
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+    csv_path, md_path = sweep_dir / "summary.csv", sweep_dir / "summary.md"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = [c for c in COLUMNS if c != "error"]
+    lines = [
+        f"# Sweep summary: {sweep_dir}",
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|" + "---|" * len(shown),
+        *("| " + " | ".join(_cell(row[c]) for c in shown) + " |" for row in rows),
+    ]
+    failed = [row for row in rows if row["status"] != "completed"]
+    if failed:
+        lines += ["", "## Failed jobs", ""]
+        lines += [f"- job {row['job']} ({row['overrides']}): {row['error']}" for row in failed]
+    lines += [
+        "",
+        "upload_per_client_round: bytes one client sends in the last round; "
+        "expansion: that over the float32 size of the model.",
+    ]
+    md_path.write_text("\n".join(lines) + "\n")
+    return [csv_path, md_path]
+
+
+def write_plots(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+    paths = []
+    done = [row for row in rows if row["accuracy_per_round"]]
+    if done:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for row in done:
+            xs, ys = zip(*row["accuracy_per_round"], strict=True)
+            ax.plot(xs, ys, marker="o", label=f"{row['job']}: {row['overrides'] or 'defaults'}")
+        ax.set(xlabel="round", ylabel="federated eval accuracy", title="Accuracy per round")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(sweep_dir / "accuracy_per_round.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    skewed = [r for r in rows if r["alpha"] is not None and r["final_accuracy"] is not None]
+    if len({r["alpha"] for r in skewed}) > 1:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for mode in sorted({r["mode"] for r in skewed}):
+            points = sorted((r["alpha"], r["final_accuracy"]) for r in skewed if r["mode"] == mode)
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", label=mode)
+        ax.set(xscale="log", xlabel="Dirichlet alpha (small = skewed)", ylabel="final accuracy")
+        ax.set_title("Final accuracy vs label skew")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        paths.append(sweep_dir / "accuracy_vs_alpha.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def summarize(sweep_dir: Path) -> list[Path]:
+    """Write summary.csv, summary.md and the plots into `sweep_dir`; return their paths."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ValueError(f"PATH={str(sweep_dir)!r} is invalid: not a directory")
+    rows = collect(sweep_dir)
+    if not rows:
+        raise ValueError(f"no fl-experiment jobs (job.json) under {sweep_dir}")
+    return write_tables(rows, sweep_dir) + write_plots(rows, sweep_dir)
