@@ -102,6 +102,7 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
         "|" + "---|" * len(shown),
         *("| " + " | ".join(_cell(row[c]) for c in shown) + " |" for row in rows),
     ]
+    lines += glance(rows)
     failed = [row for row in rows if row["status"] != "completed"]
     if failed:
         lines += ["", "## Failed jobs", ""]
@@ -113,6 +114,27 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
     ]
     md_path.write_text("\n".join(lines) + "\n")
     return [csv_path, md_path]
+
+
+def glance(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per completed job, relative to the best of the sweep: pick a mode here."""
+    done = [r for r in rows if r["status"] == "completed" and r["final_accuracy"] is not None]
+    if not done:
+        return []
+    best = max(r["final_accuracy"] for r in done)
+    fastest = min(r["wall_seconds"] for r in done)
+    cheapest = min(r["upload_per_client_round"] or float("inf") for r in done)
+    lines = ["", "## At a glance", ""]
+    for r in done:
+        label = r["mode"] if r["alpha"] is None else f"{r['mode']}, alpha {r['alpha']}"
+        upload = r["upload_per_client_round"]
+        upload_text = f"{upload / cheapest:.2f}x the smallest" if upload else "n/a"
+        lines.append(
+            f"- job {r['job']} ({label}): accuracy {r['final_accuracy']:.4f} "
+            f"({100 * (r['final_accuracy'] - best):+.2f} pts vs best), "
+            f"time {r['wall_seconds'] / fastest:.2f}x the fastest, upload {upload_text}"
+        )
+    return lines
 
 
 def write_plots(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
