@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import FakeProxy, fit_result
-from flwr.common import Code, FitRes, Status, parameters_to_ndarrays
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
 from fl_app.artifacts import RunHistory
 from fl_app.fl.strategy import FlAppFedAvg, payload_bytes, weighted_mean_metrics
@@ -83,3 +83,27 @@ def test_round_offset_numbers_rounds_of_a_resumed_run():
 def test_weighted_mean_metrics_ignores_non_numeric_values():
     merged = weighted_mean_metrics([(1, {"acc": 0.0, "tag": "x"}), (3, {"acc": 1.0})])
     assert merged == {"acc": pytest.approx(0.75)}
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ([np.array([1.0, 2.0])], "do not match the model's"),
+        ([np.array([np.nan])], "NaN or infinity"),
+        (None, "tensors do not parse"),
+    ],
+    ids=["wrong-shape", "nan", "garbage"],
+)
+def test_corrupt_plaintext_updates_are_dropped_with_a_reason(bad, reason, caplog):
+    strategy, _ = make_strategy(
+        min_fit_clients=1, initial_parameters=ndarrays_to_parameters([np.zeros(1)])
+    )
+    good = fit_result("a", [np.array([2.0])], 4)
+    proxy, corrupt = fit_result("b", bad if bad is not None else [np.zeros(1)], 4)
+    if bad is None:
+        corrupt.parameters.tensors[0] = b"\x93NUMPY garbage"
+    params, _ = strategy.aggregate_fit(1, [good, (proxy, corrupt)], [])
+    np.testing.assert_allclose(parameters_to_ndarrays(params)[0], [2.0])
+    assert strategy.history.row(1)["fit_failures"] == 1
+    assert "client b rejected" in caplog.text
+    assert reason in caplog.text

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from logging import INFO, WARNING
 from typing import Any
 
-from flwr.common import EvaluateRes, FitRes, Parameters, Scalar
+import numpy as np
+from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.common.logger import log
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
@@ -47,6 +48,22 @@ def describe_failure(
         return f"{type(failure).__name__}: {failure}"
     proxy, res = failure
     return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
+
+
+def _plaintext_problem(res: FitRes, expected: list[tuple[int, ...]] | None) -> str | None:
+    """Why a plaintext update cannot be averaged, or None if it can."""
+    if res.num_examples < 1:
+        return f"num_examples={res.num_examples}, allowed >= 1"
+    try:
+        arrays = parameters_to_ndarrays(res.parameters)
+    except Exception as err:  # numpy raises several types on bad bytes
+        return f"tensors do not parse: {type(err).__name__}"
+    shapes = [a.shape for a in arrays]
+    if expected is not None and shapes != expected:
+        return f"shapes {shapes[:3]}... do not match the model's {expected[:3]}..."
+    if not all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.number)):
+        return "update contains NaN or infinity"
+    return None
 
 
 class FlAppFedAvg(FedAvg):
@@ -136,8 +153,22 @@ class FlAppFedAvg(FedAvg):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[list[tuple[ClientProxy, FitRes]], list[tuple[ClientProxy, FitRes] | BaseException]]:
-        """Move results that must not be aggregated to the failures (none in plaintext)."""
-        return results, failures
+        """Move results that must not be aggregated to the failures, with the reason.
+
+        Plaintext: every update must parse and match the global model's shapes with
+        finite values (FedAvg would otherwise crash or spread NaNs into the model).
+        """
+        expected = None
+        if self.latest_parameters is not None:
+            expected = [a.shape for a in parameters_to_ndarrays(self.latest_parameters)]
+        accepted = []
+        for proxy, res in results:
+            reason = _plaintext_problem(res, expected)
+            if reason is None:
+                accepted.append((proxy, res))
+            else:
+                failures.append(ValueError(f"client {proxy.cid} rejected: {reason}"))
+        return accepted, failures
 
     def _combine(
         self,
