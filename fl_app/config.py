@@ -91,6 +91,13 @@ class FederationConfig:
 
 
 @dataclass
+class FaultConfig:
+    fail_fraction: float = 0.0  # share of clients whose fit fails each round (tests/demos)
+    corrupt_fraction: float = 0.0  # share whose fit returns a corrupted payload
+    seed: int = 0  # shifts which clients are hit in which round
+
+
+@dataclass
 class AppConfig:
     task: TaskConfig = MISSING  # what is learned (group task/)
     strategy: StrategyConfig = MISSING  # how updates are aggregated (group strategy/)
@@ -98,6 +105,7 @@ class AppConfig:
     federation: FederationConfig = MISSING  # where it runs (group federation/)
     he: HEConfig = MISSING  # encryption parameters for strategy=he (group he/)
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
+    fault: FaultConfig = field(default_factory=FaultConfig)  # fault injection, off
     seed: int = 42  # seeds data splits, model init and local shuffling
     num_rounds: int = 3  # total federated rounds (a resumed run counts done ones)
     output_dir: str = ""  # run directory; empty means <output_root>/<time>_run<id>
@@ -228,6 +236,13 @@ def validate(cfg: DictConfig) -> None:
         cfg.he.max_examples,
         "1..1000000000",
     )
+
+    for key in ("fail_fraction", "corrupt_fraction"):
+        value = cfg.fault[key]
+        _require(0.0 <= value <= 1.0, f"fault.{key}", value, "a number in [0, 1]")
+    total = cfg.fault.fail_fraction + cfg.fault.corrupt_fraction
+    _require(total <= 1.0, "fault.corrupt_fraction", cfg.fault.corrupt_fraction,
+             f"at most 1 - fault.fail_fraction ({1 - cfg.fault.fail_fraction:g})")  # fmt: skip
 
     fed = cfg.federation
     _require(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +34,11 @@ def superlink(tmp_path_factory):
     link.stop()
 
 
-def flwr_run(link: LocalSuperLink, run_config: str) -> tuple[int, str, str]:
+def flwr_run(
+    link: LocalSuperLink, run_config: str, federation: str = FEDERATION
+) -> tuple[int, str, str]:
     """Submit a run like the README does, wait for it; (run id, final status, output)."""
-    result = link.submit(run_config, FEDERATION)
+    result = link.submit(run_config, federation)
     return result.run_id, result.status, result.output
 
 
@@ -87,18 +93,6 @@ def test_final_model_is_a_normal_keras_model(fedavg_run):
     out, _, _ = fedavg_run
     net = keras.saving.load_model(out / "model.keras")
     assert net.output_shape == (None, 10)
-
-
-def test_resume_continues_from_the_checkpoint(superlink, fedavg_run):
-    out, _, _ = fedavg_run
-    before = json.loads((out / "metrics.json").read_text())
-    _, status, _ = run_to(superlink, out, "fedavg", 3, "resume=true")
-    assert status == "finished:completed"
-    after = json.loads((out / "metrics.json").read_text())
-    assert [row["round"] for row in after] == [0, 1, 2, 3]
-    for old, new in zip(before[1:], after[1:3], strict=True):
-        assert new["eval_accuracy"] == old["eval_accuracy"]  # completed rounds kept
-    assert summary(out)["rounds_completed"] == 3
 
 
 def test_he_run_matches_plaintext_accuracy(he_run, fedavg_run):
@@ -178,3 +172,90 @@ def test_invalid_config_fails_the_run_before_training(superlink, tmp_path):
     _, status, _ = run_to(superlink, out, "fedavg", 1, "partition=dirichlet partition.alpha=-1")
     assert status == "finished:failed"
     assert not (out / "metrics.csv").exists()
+
+
+def test_he_round_completes_over_survivors_of_injected_faults(superlink, tmp_path):
+    out = tmp_path / "faults"
+    _, status, output = flwr_run(
+        superlink,
+        "strategy='he' num-server-rounds=2 "
+        f"output-dir='{out}' overrides='federation.num_supernodes=5 task=breast_cancer "
+        "fault.fail_fraction=0.4 fault.corrupt_fraction=0.2'",
+        federation="num-supernodes=5 client-resources-num-cpus=1",
+    )
+    assert status == "finished:completed"
+    rows = json.loads((out / "metrics.json").read_text())
+    for row in rows:  # every round: 2 failed, 1 corrupt payload rejected, 2 aggregated
+        assert (row["fit_clients"], row["fit_failures"]) == (2, 3)
+    assert "rejected: header is not valid" in output  # the corrupted payload, by reason
+    assert summary(out)["final_accuracy"] > 0.5
+
+
+def _serverapp_pids(link: LocalSuperLink) -> list[int]:
+    """PIDs of the ServerApp processes descending from our own SuperLink."""
+    parent_of, cmdline = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parent_of[int(stat.parent.name)] = int(fields[1])
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == link.process.pid:
+                return True
+            pid = parent_of.get(pid, 0)
+        return False
+
+    return [
+        pid for pid in parent_of if b"flwr-simulation" in cmdline.get(pid, b"") and descends(pid)
+    ]
+
+
+def test_a_killed_server_resumes_from_its_last_checkpoint(superlink, tmp_path):
+    out = tmp_path / "killed"
+    run_config = (
+        f"strategy='fedavg' num-server-rounds=4 output-dir='{out}' overrides='{BASE} "
+        "task=breast_cancer{extra}'"
+    )
+    killer_done = []
+
+    def kill_after_round_two() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if (out / "checkpoint.npz").exists():
+                _, meta = load_checkpoint(out / "checkpoint.npz")
+                if meta["completed_rounds"] >= 2:
+                    for pid in _serverapp_pids(superlink):
+                        os.kill(pid, signal.SIGKILL)
+                        killer_done.append(pid)
+                    # The SuperLink would notice the dead ServerApp only after a
+                    # heartbeat timeout; tell it now so the test does not wait.
+                    runs = json.loads(superlink.flwr("ls", "--format", "json").stdout)["runs"]
+                    for run in runs:
+                        if not run["status"].startswith("finished"):
+                            superlink.flwr("stop", str(run["run-id"]))
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_after_round_two)
+    killer.start()
+    _, first_status, _ = flwr_run(superlink, run_config.format(extra=""))
+    killer.join()
+    assert killer_done, "the ServerApp was never seen to kill"
+    assert first_status.startswith("finished:") and first_status != "finished:completed"
+    _, meta = load_checkpoint(out / "checkpoint.npz")
+    killed_after = meta["completed_rounds"]
+    assert 2 <= killed_after < 4
+    saved = {int(r): row for r, row in meta["history"].items()}
+
+    _, status, _ = flwr_run(superlink, run_config.format(extra=" resume=true"))
+    assert status == "finished:completed"
+    rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
+    assert sorted(r for r in rows if r > 0) == [1, 2, 3, 4]
+    for rnd in range(1, killed_after + 1):  # completed rounds were not redone
+        assert rows[rnd]["train_loss"] == saved[rnd]["train_loss"]
+    assert summary(out)["rounds_completed"] == 4

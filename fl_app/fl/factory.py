@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from fl_app.config import load_config
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.client import KerasClient
+from fl_app.fl.faults import FaultPlan, FaultyClient
 from fl_app.fl.he_client import HEKerasClient
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_node_data
@@ -91,4 +92,12 @@ def client_fn(context: Context) -> Client:
         )
     else:
         client = KerasClient(partial(new_model, cfg), data, **settings)
+    if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
+        plan = FaultPlan.for_node(
+            dict(context.node_config),
+            fail=float(cfg.fault.fail_fraction),
+            corrupt=float(cfg.fault.corrupt_fraction),
+            seed=int(cfg.fault.seed),
+        )
+        return FaultyClient(client, plan).to_client()
     return client.to_client()
