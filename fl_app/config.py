@@ -61,13 +61,17 @@ class PartitionConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = MISSING  # config-group choice: fedavg | he
+    name: str = MISSING  # config-group choice: fedavg | he | secagg
     fraction_fit: float = 1.0  # share of available clients sampled to train
     fraction_evaluate: float = 1.0  # share sampled for federated evaluation
     min_fit_clients: int = 2  # fewest clients sampled, and fewest results aggregated
     min_evaluate_clients: int = 2  # fewest clients sampled for evaluation
     min_available_clients: int = 2  # nodes that must be connected before a round
     centralized_evaluation: bool = True  # evaluate on the server test set (plaintext)
+    secagg_num_shares: float = 3  # secagg: shares per secret (int, or fraction of clients)
+    secagg_reconstruction_threshold: float = 2  # secagg: shares needed to reconstruct
+    secagg_clipping_range: float = 8.0  # secagg: clip updates to [-range, range]
+    secagg_quantization_range: int = 4194304  # secagg: quantisation levels
 
 
 @dataclass
@@ -227,6 +231,19 @@ def validate(cfg: DictConfig) -> None:
             "strategy.centralized_evaluation",
             strat.centralized_evaluation,
             "false with strategy=he (the server never holds plaintext weights)",
+        )
+    if strat.name == "secagg":
+        _require(
+            strat.secagg_reconstruction_threshold <= strat.min_fit_clients,
+            "strategy.secagg_reconstruction_threshold",
+            strat.secagg_reconstruction_threshold,
+            f"<= strategy.min_fit_clients ({strat.min_fit_clients})",
+        )
+        _require(
+            strat.secagg_clipping_range > 0,
+            "strategy.secagg_clipping_range",
+            strat.secagg_clipping_range,
+            "> 0",
         )
     presets = tuple(sorted(PRESETS))
     _require(cfg.he.preset in presets, "he.preset", cfg.he.preset, f"one of {presets}")

@@ -101,6 +101,7 @@ def test_resolved_config_is_plain_yaml():
         (["strategy=he", "strategy.centralized_evaluation=true"], "plaintext weights"),
         (["he.preset=tiny"], "he.preset='tiny' is invalid: allowed one of"),
         (["he.max_examples=0"], "he.max_examples=0"),
+        (["strategy=secagg", "strategy.secagg_reconstruction_threshold=5"], "<= strategy.min_fit"),
     ],
 )
 def test_invalid_values_fail_with_the_key_and_what_is_allowed(overrides, message):

@@ -259,3 +259,18 @@ def test_a_killed_server_resumes_from_its_last_checkpoint(superlink, tmp_path):
     for rnd in range(1, killed_after + 1):  # completed rounds were not redone
         assert rows[rnd]["train_loss"] == saved[rnd]["train_loss"]
     assert summary(out)["rounds_completed"] == 4
+
+
+def test_secagg_matches_the_plaintext_aggregate_within_quantisation(
+    superlink, fedavg_run, tmp_path
+):
+    out = tmp_path / "secagg"
+    _, status, output = run_to(superlink, out, "secagg", 1)
+    assert status == "finished:completed", output[-3000:]
+    secagg = json.loads((out / "metrics.json").read_text())[1]  # round 1
+    plain = json.loads((fedavg_run[0] / "metrics.json").read_text())[1]
+    assert secagg["fit_clients"] == 3
+    # Same seed, same clients: the server-side evaluation of the round-1 aggregate is
+    # the same up to SecAgg+'s quantisation (2 x 8 / 2^22 per value and client).
+    assert abs(secagg["centralized_loss"] - plain["centralized_loss"]) < 1e-3
+    assert abs(secagg["centralized_accuracy"] - plain["centralized_accuracy"]) <= 0.01

@@ -35,7 +35,7 @@ def test_every_job_of_every_experiment_composes_and_validates(name):
     assert jobs
     for overrides in jobs:
         cfg = compose_config([f"+experiment={name}", *overrides])  # validates too
-        assert cfg.strategy.name in ("fedavg", "he")
+        assert cfg.strategy.name in ("fedavg", "secagg", "he")
 
 
 def test_privacy_modes_compares_plaintext_and_both_he_presets():
@@ -44,7 +44,7 @@ def test_privacy_modes_compares_plaintext_and_both_he_presets():
         (c.strategy.name, c.he.preset if c.strategy.name == "he" else None)
         for c in (compose_config(["+experiment=privacy_modes", *m]) for m in modes)
     }
-    assert chosen == {("fedavg", None), ("he", "compact"), ("he", "nvflare")}
+    assert chosen == {("fedavg", None), ("secagg", None), ("he", "compact"), ("he", "nvflare")}
 
 
 def test_heterogeneity_sweeps_alpha_under_dirichlet():

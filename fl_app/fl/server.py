@@ -18,7 +18,7 @@ from flwr.common import (
     parameters_to_ndarrays,
 )
 from flwr.server import Grid, LegacyContext, ServerConfig
-from flwr.server.workflow import DefaultWorkflow
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from omegaconf import DictConfig
 
 from fl_app.artifacts import (
@@ -274,6 +274,23 @@ def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int
     return summary
 
 
+def workflow(cfg: DictConfig) -> DefaultWorkflow:
+    """Flower's default round loop; with strategy=secagg its fit step is SecAgg+."""
+    if cfg.strategy.name != "secagg":
+        return DefaultWorkflow()
+    strat = cfg.strategy
+    num_shares = strat.secagg_num_shares
+    threshold = strat.secagg_reconstruction_threshold
+    return DefaultWorkflow(
+        fit_workflow=SecAggPlusWorkflow(
+            num_shares=int(num_shares) if num_shares >= 1 else float(num_shares),
+            reconstruction_threshold=int(threshold) if threshold >= 1 else float(threshold),
+            clipping_range=float(strat.secagg_clipping_range),
+            quantization_range=int(strat.secagg_quantization_range),
+        )
+    )
+
+
 def run_server(grid: Grid, context: Context) -> None:
     """Everything the ServerApp does for one run."""
     use_flower_handlers()
@@ -292,7 +309,7 @@ def run_server(grid: Grid, context: Context) -> None:
             config=ServerConfig(num_rounds=remaining),
             strategy=strategy,
         )
-        DefaultWorkflow()(grid, legacy)
+        workflow(cfg)(grid, legacy)
     else:
         logger.info("All %d rounds were already completed", cfg.num_rounds)
     summary = write_artifacts(cfg, run_dir, state, context.run_id)
