@@ -28,8 +28,6 @@ from fl_app.fl.client import EXAMPLES_KEY
 from fl_app.fl.he_client import ENCRYPTED_KEY, REFERENCE_KEY, SECRET_PATH_KEY
 from fl_app.fl.strategy import FlAppFedAvg, weighted_mean_metrics
 
-Failure = tuple[ClientProxy, FitRes] | BaseException
-
 
 class HEFedAvg(FlAppFedAvg):
     """FlAppFedAvg whose global model is an encrypted aggregate the server cannot read.
