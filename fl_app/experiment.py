@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fl_app.config import CONF_DIR, ConfigError, validate
 from fl_app.launch import FlowerCLI, LocalSuperLink
+from fl_app.summary import read_json, summarize
 
 JOB_FILE = "job.json"
 RUN_DIR = "run"
@@ -132,7 +133,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             progress.finish()
     record["seconds"] = round(time.monotonic() - started, 1)
     (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    summary = _read_json(job_dir / RUN_DIR / "summary.json")
+    summary = read_json(job_dir / RUN_DIR / "summary.json")
     accuracy = summary.get("final_accuracy")
     Console(stderr=True).print(
         f"[bold]job {record['job']}[/bold] {record['overrides'] or '(defaults)'}: "
@@ -142,16 +143,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 class SweepSummary(Callback):
     """Hydra callback: summarise a multirun when it ends."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from fl_app.summary import summarize
-
         sweep_dir = Path(config.hydra.sweep.dir)
         paths = summarize(sweep_dir)
         Console(stderr=True).print(f"Sweep summary: {', '.join(str(p) for p in paths)}")

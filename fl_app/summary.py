@@ -30,7 +30,8 @@ COLUMNS = (
 )
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or {} when the file does not exist (a failed job)."""
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -44,11 +45,11 @@ def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job found under `sweep_dir` (its `job.json` and run artifacts)."""
     rows = []
-    for job_file in sorted(sweep_dir.rglob("job.json"), key=lambda p: _json(p).get("job", 0)):
-        job = _json(job_file)
+    jobs = [(path, read_json(path)) for path in sweep_dir.rglob("job.json")]
+    for job_file, job in sorted(jobs, key=lambda item: item[1].get("job", 0)):
         run_dir = job_file.parent / "run"
-        summary = _json(run_dir / "summary.json")
-        metrics = _json(run_dir / "metrics.json") or []
+        summary = read_json(run_dir / "summary.json")
+        metrics = read_json(run_dir / "metrics.json") or []
         config_path = run_dir / "config.yaml"
         config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.exists() else {}
         fitted = [m for m in metrics if m.get("fit_clients")]
