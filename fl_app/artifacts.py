@@ -17,6 +17,8 @@ COLUMNS = (
     "round",
     "fit_clients",
     "fit_failures",
+    "fit_sampled",
+    "fit_available",
     "train_loss",
     "train_accuracy",
     "train_seconds",

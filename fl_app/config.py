@@ -26,7 +26,7 @@ from fl_app.crypto.presets import PRESETS
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 TASKS = ("digits", "breast_cancer")
-MODELS = ("cnn", "mlp")
+MODELS = ("cnn", "mlp", "wide_mlp")
 PARTITIONS = ("iid", "dirichlet")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 @dataclass
 class TaskConfig:
     name: str = MISSING  # dataset: digits | breast_cancer
-    model: str = MISSING  # architecture: cnn (digits only) | mlp
+    model: str = MISSING  # architecture: cnn (digits only) | mlp | wide_mlp (~1M params)
     server_test_fraction: float = 0.2  # share held out for the server's test set
     client_test_fraction: float = 0.2  # share of each partition kept for local eval
 
@@ -102,6 +102,14 @@ class FaultConfig:
 
 
 @dataclass
+class DPConfig:
+    enabled: bool = False  # clip and noise every update on the client, before encryption
+    clip_norm: float = 1.0  # L2 bound on a client's update (all layers together)
+    noise_multiplier: float = 1.0  # noise std of the round's sum / clip_norm
+    delta: float = 1e-5  # the delta at which summary.json reports epsilon
+
+
+@dataclass
 class AppConfig:
     task: TaskConfig = MISSING  # what is learned (group task/)
     strategy: StrategyConfig = MISSING  # how updates are aggregated (group strategy/)
@@ -110,6 +118,7 @@ class AppConfig:
     he: HEConfig = MISSING  # encryption parameters for strategy=he (group he/)
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
     fault: FaultConfig = field(default_factory=FaultConfig)  # fault injection, off
+    dp: DPConfig = field(default_factory=DPConfig)  # differential privacy, off
     seed: int = 42  # seeds data splits, model init and local shuffling
     num_rounds: int = 3  # total federated rounds (a resumed run counts done ones)
     output_dir: str = ""  # run directory; empty means <output_root>/<time>_run<id>
@@ -260,6 +269,11 @@ def validate(cfg: DictConfig) -> None:
     total = cfg.fault.fail_fraction + cfg.fault.corrupt_fraction
     _require(total <= 1.0, "fault.corrupt_fraction", cfg.fault.corrupt_fraction,
              f"at most 1 - fault.fail_fraction ({1 - cfg.fault.fail_fraction:g})")  # fmt: skip
+
+    dp = cfg.dp
+    _require(dp.clip_norm > 0, "dp.clip_norm", dp.clip_norm, "a number > 0")
+    _require(dp.noise_multiplier >= 0, "dp.noise_multiplier", dp.noise_multiplier, ">= 0")
+    _require(0 < dp.delta < 1, "dp.delta", dp.delta, "a number in (0, 1)")
 
     fed = cfg.federation
     _require(

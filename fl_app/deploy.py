@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import tomli_w
 
+from fl_app import procs
 from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
 from fl_app.launch import free_port
 from fl_app.ml.data import PartitionSpec, export_partitions
@@ -89,22 +90,10 @@ def start_process(name: str, command: list[str], where: Layout, env: dict[str, s
     return process.pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_healthy(port: int, ca_cert: Path, pid: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not procs.alive(pid):
             raise RuntimeError("the SuperLink exited during start-up; see its log")
         try:
             response = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(ca_cert), timeout=1)
@@ -261,19 +250,12 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    return _alive(pgid) or _has_members(pgid)
+    return procs.alive(pgid) or _has_members(pgid)
 
 
 def _has_members(pgid: int) -> bool:
     """Whether any live (non-zombie) process is in group `pgid`."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(proc.pgid == pgid and proc.live for proc in procs.snapshot().values())
 
 
 def stop_processes(where: Layout, timeout: float = 20.0) -> list[str]:

@@ -15,21 +15,18 @@ import signal
 import sys
 from pathlib import Path
 
+from fl_app.procs import snapshot
+
 
 def local_superlink_pids(port: str) -> list[int]:
     """PIDs whose command line is a simulation SuperLink serving `port`."""
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode().split("\0")
-        except OSError:
-            continue
+    for proc in snapshot().values():
+        argv = proc.argv
         is_superlink = any(Path(arg).name == "flower-superlink" for arg in argv[:2])
         serves_port = any(a == "--port" and b == port for a, b in itertools.pairwise(argv))
-        if is_superlink and serves_port and "--simulation" in argv:
-            pids.append(int(entry.name))
+        if proc.live and is_superlink and serves_port and "--simulation" in argv:
+            pids.append(proc.pid)
     return pids
 
 

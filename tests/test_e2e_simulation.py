@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,9 @@ import numpy as np
 import pytest
 
 from fl_app.checkpoint import load_checkpoint
+from fl_app.dp import RoundRelease, epsilon
 from fl_app.launch import LocalSuperLink
+from fl_app.procs import descendants
 
 pytestmark = pytest.mark.slow
 
@@ -156,17 +157,6 @@ def stat_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-def test_he_run_resumes_from_its_encrypted_checkpoint(superlink, he_run, tmp_path):
-    he_out, _, _, _ = he_run
-    copy = tmp_path / "resumed"
-    shutil.copytree(he_out, copy)
-    _, status, _ = run_to(superlink, copy, "he", 3, "resume=true")
-    assert status == "finished:completed"
-    rows = json.loads((copy / "metrics.json").read_text())
-    assert [row["round"] for row in rows] == [1, 2, 3]
-    assert summary(copy)["rounds_completed"] == 3
-
-
 def test_invalid_config_fails_the_run_before_training(superlink, tmp_path):
     out = tmp_path / "bad"
     _, status, _ = run_to(superlink, out, "fedavg", 1, "partition=dirichlet partition.alpha=-1")
@@ -193,42 +183,32 @@ def test_he_round_completes_over_survivors_of_injected_faults(superlink, tmp_pat
 
 def _serverapp_pids(link: LocalSuperLink) -> list[int]:
     """PIDs of the ServerApp processes descending from our own SuperLink."""
-    parent_of, cmdline = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            parent_of[int(stat.parent.name)] = int(fields[1])
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            if pid == link.process.pid:
-                return True
-            pid = parent_of.get(pid, 0)
-        return False
-
     return [
-        pid for pid in parent_of if b"flwr-simulation" in cmdline.get(pid, b"") and descends(pid)
+        proc.pid
+        for proc in descendants(link.process.pid)
+        if any("flwr-simulation" in arg for arg in proc.argv)
     ]
 
 
-def test_a_killed_server_resumes_from_its_last_checkpoint(superlink, tmp_path):
+def test_a_killed_he_dp_server_resumes_from_its_encrypted_checkpoint(superlink, tmp_path):
+    """Kill the ServerApp process mid-run; rerun with resume=true; nothing done is lost.
+
+    Under HE with DP on, so the resume restores an encrypted aggregate and the privacy
+    accounting spans both processes.
+    """
     out = tmp_path / "killed"
     run_config = (
-        f"strategy='fedavg' num-server-rounds=4 output-dir='{out}' overrides='{BASE} "
-        "task=breast_cancer{extra}'"
+        f"strategy='he' num-server-rounds=3 output-dir='{out}' overrides='{BASE} "
+        "task=breast_cancer dp.enabled=true dp.noise_multiplier=0.8{extra}'"
     )
     killer_done = []
 
-    def kill_after_round_two() -> None:
+    def kill_after_a_round() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if (out / "checkpoint.npz").exists():
                 _, meta = load_checkpoint(out / "checkpoint.npz")
-                if meta["completed_rounds"] >= 2:
+                if meta["completed_rounds"] >= 1:
                     for pid in _serverapp_pids(superlink):
                         os.kill(pid, signal.SIGKILL)
                         killer_done.append(pid)
@@ -241,7 +221,7 @@ def test_a_killed_server_resumes_from_its_last_checkpoint(superlink, tmp_path):
                     return
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_after_round_two)
+    killer = threading.Thread(target=kill_after_a_round)
     killer.start()
     _, first_status, _ = flwr_run(superlink, run_config.format(extra=""))
     killer.join()
@@ -249,16 +229,22 @@ def test_a_killed_server_resumes_from_its_last_checkpoint(superlink, tmp_path):
     assert first_status.startswith("finished:") and first_status != "finished:completed"
     _, meta = load_checkpoint(out / "checkpoint.npz")
     killed_after = meta["completed_rounds"]
-    assert 2 <= killed_after < 4
+    assert meta["encrypted"] is True
+    assert 1 <= killed_after < 3
     saved = {int(r): row for r, row in meta["history"].items()}
 
     _, status, _ = flwr_run(superlink, run_config.format(extra=" resume=true"))
     assert status == "finished:completed"
     rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
-    assert sorted(r for r in rows if r > 0) == [1, 2, 3, 4]
+    assert sorted(rows) == [1, 2, 3]
     for rnd in range(1, killed_after + 1):  # completed rounds were not redone
-        assert rows[rnd]["train_loss"] == saved[rnd]["train_loss"]
-    assert summary(out)["rounds_completed"] == 4
+        assert rows[rnd] == saved[rnd]
+    facts = summary(out)
+    assert facts["rounds_completed"] == 3 and facts["encrypted"] is True
+    # DP: every round released the unweighted mean of all 3 clients' noised updates.
+    assert all(row["fit_clients"] == 3 for row in rows.values())
+    assert facts["dp"]["epsilon"] == epsilon([RoundRelease(1.0, 0.8)] * 3, 1e-5)
+    assert "train_loss" not in rows[3]  # not privatised, so not reported
 
 
 def test_secagg_matches_the_plaintext_aggregate_within_quantisation(

@@ -9,11 +9,13 @@ import keras
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
+from fl_app.dp import DPSettings, privatize
 from fl_app.ml.data import ClientData
 from fl_app.ml.models import evaluate, train, weights_of
 
 ROUND_KEY = "server-round"
 EXAMPLES_KEY = "num-examples"
+SAMPLED_KEY = "fit-clients"  # clients sampled in this fit round (DP noise is split m ways)
 
 
 class KerasClient(NumPyClient):
@@ -21,6 +23,11 @@ class KerasClient(NumPyClient):
 
     `weights_in` and `weights_out` are the edge: subclasses decrypt what arrives and
     encrypt what leaves there, so training never sees a ciphertext.
+
+    With `dp`, the update is clipped and noised before it reaches `weights_out`, every
+    client's aggregation weight is 1 (DP-FedAvg's unweighted mean: an example-count
+    weight would let a large client exceed the clip bound), and the training loss and
+    accuracy, which are not privatised, are not reported.
     """
 
     def __init__(
@@ -31,6 +38,7 @@ class KerasClient(NumPyClient):
         local_epochs: int,
         batch_size: int,
         seed: int,
+        dp: DPSettings | None = None,
     ) -> None:
         self._model_factory = model_factory
         self._net: keras.Model | None = None
@@ -38,6 +46,12 @@ class KerasClient(NumPyClient):
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.seed = seed
+        self.dp = dp
+
+    @property
+    def weight(self) -> int:
+        """This client's aggregation weight: its example count, or 1 under DP."""
+        return 1 if self.dp is not None else len(self.data.train)
 
     @property
     def net(self) -> keras.Model:
@@ -57,7 +71,7 @@ class KerasClient(NumPyClient):
         return weights
 
     def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
-        return {EXAMPLES_KEY: len(self.data.train)}
+        return {EXAMPLES_KEY: self.weight}
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
         return weights_of(self.net)
@@ -65,7 +79,8 @@ class KerasClient(NumPyClient):
     def fit(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
-        self.net.set_weights(self.weights_in(parameters, config))
+        start = self.weights_in(parameters, config)
+        self.net.set_weights(start)
         started = time.perf_counter()
         metrics = train(
             self.net,
@@ -75,8 +90,11 @@ class KerasClient(NumPyClient):
             seed=self.seed + int(config.get(ROUND_KEY, 0)),
         )
         metrics["train_seconds"] = time.perf_counter() - started
-        num_examples = len(self.data.train)
-        return self.weights_out(weights_of(self.net), num_examples, config), num_examples, metrics
+        weights = weights_of(self.net)
+        if self.dp is not None:
+            weights = privatize(start, weights, self.dp, clients=int(config[SAMPLED_KEY]))
+            metrics = {"train_seconds": metrics["train_seconds"]}
+        return self.weights_out(weights, self.weight, config), self.weight, metrics
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]

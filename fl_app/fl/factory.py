@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from fl_app.config import load_config
 from fl_app.crypto.presets import get_preset
+from fl_app.dp import DPSettings
 from fl_app.fl.client import KerasClient
 from fl_app.fl.faults import FaultPlan, FaultyClient
 from fl_app.fl.he_client import HEKerasClient
@@ -80,6 +81,9 @@ def client_fn(context: Context) -> Client:
         "local_epochs": int(cfg.train.local_epochs),
         "batch_size": int(cfg.train.batch_size),
         "seed": node_seed,
+        "dp": DPSettings(float(cfg.dp.clip_norm), float(cfg.dp.noise_multiplier))
+        if cfg.dp.enabled
+        else None,
     }
     if cfg.strategy.name == "he":
         client = HEKerasClient(

@@ -10,6 +10,7 @@ from flwr.common import NDArrays, Scalar
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
 from fl_app.crypto.presets import Preset
+from fl_app.dp import DPSettings
 from fl_app.fl.client import KerasClient
 from fl_app.ml.data import ClientData
 from fl_app.node_config import NODE_SECRET_KEY
@@ -37,9 +38,15 @@ class HEKerasClient(KerasClient):
         local_epochs: int,
         batch_size: int,
         seed: int,
+        dp: DPSettings | None = None,
     ) -> None:
         super().__init__(
-            model_factory, data, local_epochs=local_epochs, batch_size=batch_size, seed=seed
+            model_factory,
+            data,
+            local_epochs=local_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            dp=dp,
         )
         self.preset = preset
         self._secret_path = secret_context

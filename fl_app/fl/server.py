@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from fl_app.crypto.keys import (
 )
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.presets import get_preset
+from fl_app.dp import ACCOUNTANT, RoundRelease, epsilon
 from fl_app.fl.client import ROUND_KEY
 from fl_app.fl.factory import new_model
 from fl_app.fl.he_strategy import HEFedAvg
@@ -270,8 +272,41 @@ def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int
         encrypted=state.encrypted,
         model_params=int(sum(w.size for w in state.layout_weights)),
     )
+    if cfg.dp.enabled:
+        summary["dp"] = privacy_report(cfg, history)
+        logger.info("Privacy spent: epsilon=%s at delta=%g", summary["dp"]["epsilon"],
+                    cfg.dp.delta)  # fmt: skip
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def privacy_report(cfg: DictConfig, history: RunHistory) -> dict[str, Any]:
+    """The DP guarantee of the released global models, for summary.json."""
+    noise = float(cfg.dp.noise_multiplier)
+    releases = [
+        RoundRelease.of(
+            sampled=int(row["fit_sampled"]),
+            available=int(row["fit_available"]),
+            aggregated=int(row["fit_clients"]),
+            noise_multiplier=noise,
+        )
+        for row in history.rows()
+        if row.get("fit_clients", 0) >= max(1, int(cfg.strategy.min_fit_clients))
+    ]
+    spent = epsilon(releases, float(cfg.dp.delta))
+    return {
+        "epsilon": spent if math.isfinite(spent) else None,  # None: no noise, no bound
+        "delta": float(cfg.dp.delta),
+        "clip_norm": float(cfg.dp.clip_norm),
+        "noise_multiplier": noise,
+        "released_rounds": len(releases),
+        "sampling_rates": [r.sampling_rate for r in releases],
+        "effective_noise_multipliers": [r.noise_multiplier for r in releases],
+        "accountant": ACCOUNTANT,
+        "unit": "one client (its whole data set), so also any one record",
+        # Under plaintext FedAvg the server sees each update with 1/sqrt(m) of the noise.
+        "server_sees_individual_updates": cfg.strategy.name == "fedavg",
+    }
 
 
 def workflow(cfg: DictConfig) -> DefaultWorkflow:

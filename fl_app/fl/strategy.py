@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from logging import INFO, WARNING
@@ -15,6 +16,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
 from fl_app.artifacts import RunHistory
+from fl_app.fl.client import SAMPLED_KEY
 
 # Called after every round with (round, global parameters, whether they are encrypted).
 RoundEndHook = Callable[[int, Parameters, bool], None]
@@ -109,6 +111,12 @@ class FlAppFedAvg(FedAvg):
         rnd = self._run_round(server_round)
         self._round_started[rnd] = time.monotonic()
         instructions = self._prepare(rnd, super().configure_fit(rnd, parameters, client_manager))
+        sampled = len(instructions)
+        instructions = [
+            (proxy, dataclasses.replace(ins, config={**ins.config, SAMPLED_KEY: sampled}))
+            for proxy, ins in instructions
+        ]
+        self.history.record(rnd, fit_sampled=sampled, fit_available=client_manager.num_available())
         sent = sum(payload_bytes(fit_ins.parameters) for _, fit_ins in instructions)
         self.history.add(rnd, "bytes_down", sent)
         return instructions

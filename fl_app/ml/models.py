@@ -25,8 +25,12 @@ def build_model(
         x = keras.layers.Flatten()(inputs)
         x = keras.layers.Dense(32, activation="relu")(x)
         x = keras.layers.Dense(16, activation="relu")(x)
+    elif model == "wide_mlp":  # about 1M parameters on digits: for scale benchmarks
+        x = keras.layers.Flatten()(inputs)
+        x = keras.layers.Dense(1024, activation="relu")(x)
+        x = keras.layers.Dense(896, activation="relu")(x)
     else:
-        raise ValueError(f"model={model!r} is unknown: allowed ['cnn', 'mlp']")
+        raise ValueError(f"model={model!r} is unknown: allowed ['cnn', 'mlp', 'wide_mlp']")
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
     net = keras.Model(inputs, outputs, name=f"{task}_{model}")
     net.compile(

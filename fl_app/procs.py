@@ -1,0 +1,81 @@
+"""A snapshot of this machine's processes, read from /proc (Linux).
+
+Used to stop exactly what we started (process groups, descendants of a PID) and to
+measure the memory of a process tree; never to match processes broadly by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str  # "R", "S", ... "Z" for a zombie
+    argv: tuple[str, ...]
+    rss_bytes: int
+
+    @property
+    def live(self) -> bool:
+        return self.state != "Z"
+
+
+def _read(entry: Path) -> Proc | None:
+    try:
+        fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        resident = int((entry / "statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None  # the process ended while we looked
+    return Proc(
+        pid=int(entry.name),
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        state=fields[0],
+        argv=tuple(arg for arg in argv if arg),
+        rss_bytes=resident * PAGE_SIZE,
+    )
+
+
+def snapshot() -> dict[int, Proc]:
+    """Every process visible now, by PID."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (proc := _read(entry)) is not None:
+            table[proc.pid] = proc
+    return table
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    proc = _read(Path("/proc") / str(pid))
+    return proc is not None and proc.live
+
+
+def descendants(root: int, table: dict[int, Proc] | None = None) -> list[Proc]:
+    """Live processes below `root` in the process tree (not `root` itself)."""
+    table = snapshot() if table is None else table
+    children: dict[int, list[Proc]] = {}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc)
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.live:
+                found.append(child)
+            todo.append(child.pid)
+    return found
+
+
+def tree_rss(root: int) -> int:
+    """Resident memory of `root` and its live descendants together, in bytes."""
+    table = snapshot()
+    own = table[root].rss_bytes if root in table and table[root].live else 0
+    return own + sum(proc.rss_bytes for proc in descendants(root, table))
