@@ -31,6 +31,8 @@ COLUMNS = (
     "centralized_accuracy",
     "bytes_up",
     "bytes_down",
+    "wire_bytes_up",
+    "wire_bytes_down",
     "round_seconds",
 )
 
@@ -113,6 +115,19 @@ def write_plot(history: RunHistory, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def upload_per_client(row: dict[str, Any]) -> float | None:
+    """Bytes one client sent the server in a round (`row` of metrics.json).
+
+    Measured on the wire (every message's content: updates, SecAgg+ keys and shares,
+    metrics) when the run counted it, else what reached the strategy.
+    """
+    if row.get("wire_bytes_up") and row.get("fit_sampled"):
+        return row["wire_bytes_up"] / row["fit_sampled"]
+    if row.get("bytes_up") and row.get("fit_clients"):
+        return row["bytes_up"] / row["fit_clients"]
+    return None
+
+
 def summarise(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
     """The run summary: final metrics and byte totals plus the facts given."""
     return {
@@ -123,6 +138,8 @@ def summarise(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
         "final_centralized_loss": history.last("centralized_loss"),
         "bytes_up_total": int(history.total("bytes_up")),
         "bytes_down_total": int(history.total("bytes_down")),
+        "wire_bytes_up_total": int(history.total("wire_bytes_up")),
+        "wire_bytes_down_total": int(history.total("wire_bytes_down")),
     }
 
 

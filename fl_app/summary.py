@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from omegaconf import OmegaConf
 
+from fl_app.artifacts import upload_per_client
+
 COLUMNS = (
     "job",
     "overrides",
@@ -53,7 +55,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         config_path = run_dir / "config.yaml"
         config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.exists() else {}
         fitted = [m for m in metrics if m.get("fit_clients")]
-        per_client = fitted[-1]["bytes_up"] / fitted[-1]["fit_clients"] if fitted else None
+        per_client = upload_per_client(fitted[-1]) if fitted else None
         params = summary.get("model_params")
         partition = config.get("partition", {})
         rows.append(
@@ -110,7 +112,8 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
         lines += [f"- job {row['job']} ({row['overrides']}): {row['error']}" for row in failed]
     lines += [
         "",
-        "upload_per_client_round: bytes one client sends in the last round; "
+        "upload_per_client_round: bytes one client sends in the last round, counted on "
+        "the wire (updates, SecAgg+ keys and shares, metrics); "
         "expansion: that over the float32 size of the model.",
     ]
     md_path.write_text("\n".join(lines) + "\n")

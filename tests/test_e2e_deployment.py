@@ -18,6 +18,8 @@ import httpx
 import pytest
 
 from fl_app import deploy
+from fl_app.checkpoint import load_checkpoint
+from fl_app.procs import descendants
 from fl_app.provision import make_node_key
 
 pytestmark = pytest.mark.slow
@@ -63,43 +65,89 @@ def run_status(run_id: int) -> str:
     return next(run["status"] for run in runs if int(run["run-id"]) == run_id)
 
 
-def test_he_training_survives_a_supernode_killed_mid_round(federation, tmp_path):
+def start_run(out: Path, overrides: str, log_path: Path) -> subprocess.Popen:
+    """`flwr run . <connection> --stream` in the background, output to `log_path`."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [FLWR, "run", ".", deploy.CONNECTION, "--stream", "--run-config",
+             f"num-server-rounds=3 output-dir='{out}' overrides='{overrides}'"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+
+
+def wait_until(condition, what: str, run: subprocess.Popen, log_path: Path, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: {log_path.read_text()[-3000:]}"
+        assert run.poll() is None, f"{what}: {log_path.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def run_id_in(log_path: Path) -> int:
+    match = re.search(r"run (\d+)", log_path.read_text(), re.IGNORECASE)
+    assert match, log_path.read_text()[-3000:]
+    return int(match.group(1))
+
+
+def completed_rounds(out: Path) -> int:
+    if not (out / "checkpoint.npz").exists():
+        return 0
+    return load_checkpoint(out / "checkpoint.npz")[1]["completed_rounds"]
+
+
+def test_he_training_survives_a_killed_supernode_and_a_killed_server(federation, tmp_path):
+    """A SuperNode dies mid-round 1, then the ServerApp process dies after round 1;
+    rerun with resume=true, the run finishes rounds 2-3 on the surviving nodes."""
     root, info = federation
     out = tmp_path / "run"
-    log_path = tmp_path / "flwr_run.log"
     overrides = (
         "federation=deployment federation.num_supernodes=3 task=digits "
         f"he.public_context={info['public_context']}"
     )
-    with log_path.open("w") as log:
-        run = subprocess.Popen(
-            [FLWR, "run", ".", deploy.CONNECTION, "--stream", "--run-config",
-             f"num-server-rounds=2 output-dir='{out}' overrides='{overrides}'"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
-        )  # fmt: skip
+    first_log = tmp_path / "first.log"
+    run = start_run(out, overrides, first_log)
     try:
-        deadline = time.monotonic() + 180
-        while "configure_fit: strategy sampled 3" not in log_path.read_text():
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            assert run.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(1)
+        wait_until(lambda: "configure_fit: strategy sampled 3" in first_log.read_text(),
+                   "round 1 never started", run, first_log)  # fmt: skip
         time.sleep(2)  # the ClientApps are at work now
-        victim = int((root / "pids" / "supernode2.pid").read_text())
-        os.killpg(victim, 9)
+        os.killpg(int((root / "pids" / "supernode2.pid").read_text()), 9)
+        wait_until(lambda: completed_rounds(out) >= 1, "round 1 never ended", run, first_log)
+        servers = [
+            proc.pid
+            for proc in descendants(info["pids"]["superlink"])
+            if any("flwr-serverapp" in arg for arg in proc.argv)
+        ]
+        assert servers, "no ServerApp process under our SuperLink"
+        for pid in servers:
+            os.kill(pid, 9)
+        first_id = run_id_in(first_log)
+        flwr("stop", str(first_id), deploy.CONNECTION)  # don't wait for a heartbeat timeout
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run_status(first_id) != "finished:completed"
+    killed_after = completed_rounds(out)
+    assert 1 <= killed_after < 3
+    saved = load_checkpoint(out / "checkpoint.npz")[1]["history"]
+
+    second_log = tmp_path / "second.log"
+    run = start_run(out, overrides + " resume=true", second_log)
+    try:
         run.wait(timeout=600)
     finally:
         if run.poll() is None:
             run.kill()
-    output = log_path.read_text()
-    match = re.search(r"run (\d+)", output, re.IGNORECASE)
-    assert match, output[-3000:]
-    assert run_status(int(match.group(1))) == "finished:completed"
+    assert run_status(run_id_in(second_log)) == "finished:completed", second_log.read_text()[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["rounds_completed"] == 2
+    assert summary["rounds_completed"] == 3
     assert summary["strategy"] == "he" and summary["encrypted"] is True
-    rows = json.loads((out / "metrics.json").read_text())
-    assert rows[0]["fit_clients"] == 2 and rows[0]["fit_failures"] == 1
-    assert rows[1]["fit_clients"] == 2
+    rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
+    assert sorted(rows) == [1, 2, 3]
+    assert rows[1]["fit_clients"] == 2 and rows[1]["fit_failures"] == 1
+    for rnd in range(1, killed_after + 1):  # completed rounds were not redone
+        assert rows[rnd] == saved[str(rnd)]
+    assert rows[3]["fit_clients"] == 2  # the dead node stays out
     assert summary["final_accuracy"] > 0.8
     # The server side never had the secret context: not configured, not generated.
     config = (out / "config.yaml").read_text()

@@ -86,6 +86,9 @@ def test_fedavg_run_completes_and_writes_every_artifact(fedavg_run):
     rows = json.loads((out / "metrics.json").read_text())
     assert [row["round"] for row in rows] == [0, 1, 2]
     assert all(row["fit_clients"] == 3 for row in rows[1:])
+    # On the wire a client sends its update plus a few metrics.
+    wire = rows[2]["wire_bytes_up"] / rows[2]["fit_sampled"]
+    assert 1.0 < wire / (rows[2]["bytes_up"] / rows[2]["fit_clients"]) < 1.05
 
 
 def test_final_model_is_a_normal_keras_model(fedavg_run):
@@ -256,6 +259,9 @@ def test_secagg_matches_the_plaintext_aggregate_within_quantisation(
     secagg = json.loads((out / "metrics.json").read_text())[1]  # round 1
     plain = json.loads((fedavg_run[0] / "metrics.json").read_text())[1]
     assert secagg["fit_clients"] == 3
+    # the strategy sees one float64 aggregate; the wire carries each client's masked
+    # vector plus keys and shares, more than a float32 model per client
+    assert secagg["wire_bytes_up"] / secagg["fit_sampled"] > 4 * 38_282
     # Same seed, same clients: the server-side evaluation of the round-1 aggregate is
     # the same up to SecAgg+'s quantisation (2 x 8 / 2^22 per value and client).
     assert abs(secagg["centralized_loss"] - plain["centralized_loss"]) < 1e-3

@@ -107,3 +107,40 @@ def test_corrupt_plaintext_updates_are_dropped_with_a_reason(bad, reason, caplog
     assert strategy.history.row(1)["fit_failures"] == 1
     assert "client b rejected" in caplog.text
     assert reason in caplog.text
+
+
+def test_counting_grid_counts_message_content_both_ways(monkeypatch):
+    from flwr.app import ArrayRecord, Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fl_app.fl.wire import CountingGrid, content_bytes
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # messages belong to a run
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 0)
+
+    class EchoGrid:  # only what CountingGrid calls
+        def send_and_receive(self, messages, *, timeout=None):
+            return [Message(RecordDict({"w": ArrayRecord([np.ones(10)])}), reply_to=m)
+                    for m in messages]  # fmt: skip
+
+    out = [
+        Message(
+            RecordDict({"w": ArrayRecord([np.zeros(1000, np.float32)])}),
+            dst_node_id=node,
+            message_type="train",
+        )
+        for node in (1, 2)
+    ]
+    grid = CountingGrid(EchoGrid())
+    replies = list(grid.send_and_receive(out))
+    assert 2 * 4000 < grid.bytes_down == sum(content_bytes(m) for m in out) < 2 * 4200
+    assert 2 * 80 < grid.bytes_up == sum(content_bytes(m) for m in replies) < 2 * 280
+
+    strategy, _ = make_strategy()
+    strategy.wire = grid
+    strategy._end_round(1)
+    grid.bytes_up += 5
+    strategy._end_round(2)
+    assert strategy.history.row(1)["wire_bytes_down"] == grid.bytes_down
+    assert strategy.history.row(2)["wire_bytes_up"] == 5

@@ -47,6 +47,7 @@ from fl_app.fl.factory import new_model
 from fl_app.fl.he_strategy import HEFedAvg
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.strategy import FlAppFedAvg
+from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import load_server_test
 from fl_app.ml.models import evaluate, weights_of
 
@@ -336,6 +337,7 @@ def run_server(grid: Grid, context: Context) -> None:
     keys = ServerKeys(cfg, run_dir) if cfg.strategy.name == "he" else None
     state = RunState(cfg, run_dir, keys.fingerprint if keys else None)
     strategy = build_strategy(cfg, state, keys)
+    grid = strategy.wire = CountingGrid(grid)
     remaining = int(cfg.num_rounds) - state.completed_rounds
     if remaining > 0:
         wait_for_nodes(grid, cfg)

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from logging import INFO, WARNING
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
@@ -17,6 +17,14 @@ from flwr.server.strategy import FedAvg
 
 from fl_app.artifacts import RunHistory
 from fl_app.fl.client import SAMPLED_KEY
+
+
+class WireMeter(Protocol):
+    """Running totals of message bytes (see fl_app.fl.wire.CountingGrid)."""
+
+    bytes_up: int
+    bytes_down: int
+
 
 # Called after every round with (round, global parameters, whether they are encrypted).
 RoundEndHook = Callable[[int, Parameters, bool], None]
@@ -76,6 +84,7 @@ class FlAppFedAvg(FedAvg):
     """
 
     encrypted = False  # whether `latest_parameters` is an encrypted aggregate
+    wire: WireMeter | None = None  # counts message bytes; per-round deltas go to history
 
     def __init__(
         self,
@@ -93,6 +102,7 @@ class FlAppFedAvg(FedAvg):
         self.latest_parameters: Parameters | None = self.initial_parameters
         self._on_round_end = on_round_end
         self._round_started: dict[int, float] = {}
+        self._wire_mark = (0, 0)
 
     def __repr__(self) -> str:
         return f"FlAppFedAvg(round_offset={self.round_offset})"
@@ -247,6 +257,11 @@ class FlAppFedAvg(FedAvg):
         started = self._round_started.get(rnd)
         if started is not None:
             self.history.record(rnd, round_seconds=round(time.monotonic() - started, 3))
+        if self.wire is not None:
+            up, down = self.wire.bytes_up, self.wire.bytes_down
+            self.history.add(rnd, "wire_bytes_up", up - self._wire_mark[0])
+            self.history.add(rnd, "wire_bytes_down", down - self._wire_mark[1])
+            self._wire_mark = (up, down)
         log(INFO, "round %d: %s", rnd, self.history.row(rnd))
         if self._on_round_end is not None and self.latest_parameters is not None:
             self._on_round_end(rnd, self.latest_parameters, self.encrypted)
