@@ -6,11 +6,8 @@ measure the memory of a process tree; never to match processes broadly by name.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -20,7 +17,6 @@ class Proc:
     pgid: int
     state: str  # "R", "S", ... "Z" for a zombie
     argv: tuple[str, ...]
-    rss_bytes: int
 
     @property
     def live(self) -> bool:
@@ -31,7 +27,6 @@ def _read(entry: Path) -> Proc | None:
     try:
         fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        resident = int((entry / "statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
         return None  # the process ended while we looked
     return Proc(
@@ -40,7 +35,6 @@ def _read(entry: Path) -> Proc | None:
         pgid=int(fields[2]),
         state=fields[0],
         argv=tuple(arg for arg in argv if arg),
-        rss_bytes=resident * PAGE_SIZE,
     )
 
 
@@ -74,8 +68,17 @@ def descendants(root: int, table: dict[int, Proc] | None = None) -> list[Proc]:
     return found
 
 
-def tree_rss(root: int) -> int:
-    """Resident memory of `root` and its live descendants together, in bytes."""
-    table = snapshot()
-    own = table[root].rss_bytes if root in table and table[root].live else 0
-    return own + sum(proc.rss_bytes for proc in descendants(root, table))
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of `pid` (shared pages split among their users), or 0."""
+    try:
+        for line in (Path("/proc") / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_pss(root: int) -> int:
+    """Memory of `root` and its live descendants together, shared pages counted once."""
+    return pss_bytes(root) + sum(pss_bytes(proc.pid) for proc in descendants(root))

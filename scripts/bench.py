@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark every privacy mode on the same task, seed and clients, in one run.
+
+Modes: fedavg (baseline), he with the compact preset, he with the nvflare preset,
+secagg (Flower's SecAgg+), and he + DP. Each is a real `flwr run` on a private
+simulation SuperLink (started here, stopped by process group at the end); modes are
+interleaved when repeated, and the median is reported.
+
+Columns:
+- FL-loop time: sum of the round times the ServerApp measured (configure, client work,
+  aggregation, evaluation), and its ratio to fedavg;
+- upload: bytes one client sends the server per round, counted on the wire (every
+  message's content: updates, SecAgg+ keys and shares, metrics), and its ratio to fedavg;
+- final accuracy: federated evaluation after the last round (centralised evaluation is
+  switched off in every mode, so every FL loop does the same work);
+- peak memory: the largest PSS of the whole simulation process tree (SuperLink,
+  ServerApp, Ray and its ClientApp workers; shared pages counted once), sampled twice a
+  second.
+
+`--scale` adds two HE runs: 100 simulated clients x 5 rounds, and a ~1M-parameter model
+(`task.model=wide_mlp`).
+
+    python scripts/bench.py --out bench.json            # the mode table
+    python scripts/bench.py --scale --out bench.json    # plus the scale runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from fl_app.artifacts import upload_per_client
+from fl_app.launch import LocalSuperLink
+from fl_app.procs import tree_pss
+
+MODES = {
+    "fedavg": "strategy=fedavg",
+    "he_compact": "strategy=he he=compact",
+    "he_nvflare": "strategy=he he=nvflare",
+    "secagg": "strategy=secagg",
+    "he_dp": "strategy=he he=compact dp.enabled=true",
+}
+
+
+class PeakMemory:
+    """Samples the PSS of a process tree in a thread; `peak` is the largest seen."""
+
+    def __init__(self, root: int, every: float = 0.5) -> None:
+        self.root, self.every, self.peak = root, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_pss(self.root))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_once(link: LocalSuperLink, out: Path, overrides: str, clients: int, rounds: int) -> dict:
+    """One real run; its figures from the ServerApp's metrics.json and summary.json."""
+    run_config = (
+        f"num-server-rounds={rounds} output-dir='{out}' "
+        f"overrides='{overrides} federation.num_supernodes={clients} "
+        "strategy.centralized_evaluation=false'"
+    )
+    federation = f"num-supernodes={clients} client-resources-num-cpus=1"
+    with PeakMemory(link.process.pid) as memory:
+        result = link.submit(run_config, federation, timeout=3600)
+    if result.status != "finished:completed":
+        raise RuntimeError(f"{overrides}: run ended {result.status}\n{result.output[-3000:]}")
+    rows = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    fitted = [row for row in rows if row.get("fit_clients")]
+    uploads = [upload_per_client(row) for row in fitted]
+    return {
+        "loop_seconds": sum(row.get("round_seconds", 0) for row in rows),
+        "upload_per_client_round": statistics.median(u for u in uploads if u),
+        "final_accuracy": summary["final_accuracy"],
+        "peak_memory_bytes": memory.peak,
+        "model_params": summary["model_params"],
+        "epsilon": (summary.get("dp") or {}).get("epsilon"),
+        "aggregated_per_round": [row["fit_clients"] for row in fitted],
+    }
+
+
+def median_of(runs: list[dict]) -> dict:
+    merged = dict(runs[-1])
+    for key in ("loop_seconds", "peak_memory_bytes", "upload_per_client_round"):
+        merged[key] = statistics.median(run[key] for run in runs)
+    merged["loop_seconds_runs"] = [round(run["loop_seconds"], 2) for run in runs]
+    return merged
+
+
+def mode_table(results: dict[str, dict]) -> list[str]:
+    base = results["fedavg"]
+    lines = [
+        "| mode | FL-loop s | time vs fedavg | upload/client/round | upload vs fedavg "
+        "| final accuracy | peak memory MB | epsilon |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, r in results.items():
+        eps = f"{r['epsilon']:.2f}" if r.get("epsilon") is not None else "-"
+        lines.append(
+            f"| {mode} | {r['loop_seconds']:.1f} | {r['loop_seconds'] / base['loop_seconds']:.2f}x "
+            f"| {r['upload_per_client_round']:,.0f} "
+            f"| {r['upload_per_client_round'] / base['upload_per_client_round']:.2f}x "
+            f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} | {eps} |"
+        )
+    return lines
+
+
+def scale_table(results: dict[str, dict]) -> list[str]:
+    lines = [
+        "| run | params | clients x rounds | FL-loop s | upload/client/round "
+        "| final accuracy | peak memory MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['model_params']:,} | {r['clients']} x {r['rounds']} "
+            f"| {r['loop_seconds']:.1f} | {r['upload_per_client_round']:,.0f} "
+            f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="digits")
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
+    parser.add_argument("--scale", action="store_true", help="add the scale runs")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",")]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or "fedavg" not in modes:
+        parser.error(f"--modes {unknown or modes}: allowed a subset of {list(MODES)} with fedavg")
+
+    common = f"task={args.task} seed={args.seed}"
+    report: dict = {"settings": vars(args) | {"out": str(args.out)}, "modes": {}, "scale": {}}
+    with tempfile.TemporaryDirectory() as tmp, LocalSuperLink(Path(tmp) / "home") as link:
+        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for repeat in range(args.repeats):
+            for mode in modes:
+                out = Path(tmp) / f"{mode}_{repeat}"
+                started = time.monotonic()
+                runs[mode].append(
+                    run_once(link, out, f"{MODES[mode]} {common}", args.clients, args.rounds)
+                )
+                took = time.monotonic() - started
+                print(f"{mode} (repeat {repeat + 1}): {took:.0f}s", flush=True)
+        report["modes"] = {mode: median_of(runs[mode]) for mode in modes}
+        if args.scale:
+            for name, overrides, clients, rounds in (
+                ("he_100_clients", f"{MODES['he_compact']} {common}", 100, 5),
+                ("he_1M_params", f"{MODES['he_compact']} {common} task.model=wide_mlp",
+                 args.clients, args.rounds),
+            ):  # fmt: skip
+                result = run_once(link, Path(tmp) / name, overrides, clients, rounds)
+                report["scale"][name] = result | {"clients": clients, "rounds": rounds}
+                print(f"{name}: done", flush=True)
+
+    lines = [
+        f"{args.task}, {args.clients} clients, {args.rounds} rounds, seed {args.seed}, "
+        f"median of {args.repeats} interleaved run(s) per mode",
+        "",
+        *mode_table(report["modes"]),
+    ]
+    if report["scale"]:
+        lines += ["", *scale_table(report["scale"])]
+    print("\n".join(lines))
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
