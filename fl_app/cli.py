@@ -76,13 +76,7 @@ def _export(args: argparse.Namespace) -> int:
     from fl_app.ml.data import PartitionSpec, export_partitions
 
     cfg = compose_config([f"task={args.task}", f"partition={args.partition}", *args.override])
-    spec = PartitionSpec(
-        name=cfg.partition.name,
-        num_partitions=args.num_partitions,
-        alpha=float(cfg.partition.alpha),
-        min_partition_size=int(cfg.partition.min_partition_size),
-        self_balancing=bool(cfg.partition.self_balancing),
-    )
+    spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
         cfg.task.name,
         spec,

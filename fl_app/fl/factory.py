@@ -23,17 +23,6 @@ from fl_app.ml.models import build_model
 from fl_app.node_config import NODE_DATA_KEY, NODE_SECRET_KEY
 
 
-def partition_spec(cfg: DictConfig, num_partitions: int) -> PartitionSpec:
-    """The partitioning the config asks for, over `num_partitions` clients."""
-    return PartitionSpec(
-        name=cfg.partition.name,
-        num_partitions=num_partitions,
-        alpha=float(cfg.partition.alpha),
-        min_partition_size=int(cfg.partition.min_partition_size),
-        self_balancing=bool(cfg.partition.self_balancing),
-    )
-
-
 def new_model(cfg: DictConfig) -> keras.Model:
     """The configured model, initialised from the run's seed."""
     return build_model(
@@ -63,7 +52,7 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
     partition_id = int(node_config["partition-id"])
     data = load_client_data(
         cfg.task.name,
-        partition_spec(cfg, int(node_config["num-partitions"])),
+        PartitionSpec.from_config(cfg.partition, int(node_config["num-partitions"])),
         partition_id,
         server_test_fraction=float(cfg.task.server_test_fraction),
         client_test_fraction=float(cfg.task.client_test_fraction),

@@ -284,16 +284,20 @@ def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int
 def privacy_report(cfg: DictConfig, history: RunHistory) -> dict[str, Any]:
     """The DP guarantee of the released global models, for summary.json."""
     noise = float(cfg.dp.noise_multiplier)
-    releases = [
-        RoundRelease.of(
-            sampled=int(row["fit_sampled"]),
-            available=int(row["fit_available"]),
-            aggregated=int(row["fit_clients"]),
-            noise_multiplier=noise,
+    releases = []
+    for row in history.rows():
+        if row.get("fit_clients", 0) < max(1, int(cfg.strategy.min_fit_clients)):
+            continue  # nothing was released this round
+        # (rows of checkpoints older than these counters: every sampled client answered)
+        sampled = int(row.get("fit_sampled", row["fit_clients"] + row.get("fit_failures", 0)))
+        releases.append(
+            RoundRelease.of(
+                sampled=sampled,
+                available=int(row.get("fit_available", sampled)),
+                aggregated=int(row["fit_clients"]),
+                noise_multiplier=noise,
+            )
         )
-        for row in history.rows()
-        if row.get("fit_clients", 0) >= max(1, int(cfg.strategy.min_fit_clients))
-    ]
     spent = epsilon(releases, float(cfg.dp.delta))
     return {
         "epsilon": spent if math.isfinite(spent) else None,  # None: no noise, no bound

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -41,6 +42,17 @@ class PartitionSpec:
     alpha: float = 0.5
     min_partition_size: int = 10
     self_balancing: bool = False
+
+    @classmethod
+    def from_config(cls, partition: Any, num_partitions: int) -> PartitionSpec:
+        """The spec of a `partition` config node (conf/partition/*.yaml)."""
+        return cls(
+            name=str(partition.name),
+            num_partitions=num_partitions,
+            alpha=float(partition.alpha),
+            min_partition_size=int(partition.min_partition_size),
+            self_balancing=bool(partition.self_balancing),
+        )
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
