@@ -22,6 +22,7 @@ COLUMNS = (
     "mode",
     "alpha",
     "final_accuracy",
+    "epsilon",
     "rounds",
     "wall_seconds",
     "bytes_up_total",
@@ -41,7 +42,8 @@ def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
     if choices.get("mode"):
         return str(choices["mode"])
     strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
-    return f"he_{choices.get('he', 'compact')}" if strategy == "he" else str(strategy)
+    mode = f"he_{choices.get('he', 'compact')}" if strategy == "he" else str(strategy)
+    return f"{mode}+dp" if config.get("dp", {}).get("enabled") else mode
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -66,6 +68,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                 "mode": _mode(job.get("choices", {}), config),
                 "alpha": partition.get("alpha") if partition.get("name") == "dirichlet" else None,
                 "final_accuracy": summary.get("final_accuracy"),
+                "epsilon": (summary.get("dp") or {}).get("epsilon"),
                 "rounds": summary.get("rounds_completed"),
                 "wall_seconds": summary.get("wall_seconds"),
                 "bytes_up_total": summary.get("bytes_up_total"),

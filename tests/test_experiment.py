@@ -38,13 +38,19 @@ def test_every_job_of_every_experiment_composes_and_validates(name):
         assert cfg.strategy.name in ("fedavg", "secagg", "he")
 
 
-def test_privacy_modes_compares_plaintext_and_both_he_presets():
+def test_privacy_modes_compares_plaintext_secagg_both_he_presets_and_he_with_dp():
     modes = {tuple(job) for job in sweep_jobs("privacy_modes")}
     chosen = {
-        (c.strategy.name, c.he.preset if c.strategy.name == "he" else None)
+        (c.strategy.name, c.he.preset if c.strategy.name == "he" else None, c.dp.enabled)
         for c in (compose_config(["+experiment=privacy_modes", *m]) for m in modes)
     }
-    assert chosen == {("fedavg", None), ("secagg", None), ("he", "compact"), ("he", "nvflare")}
+    assert chosen == {
+        ("fedavg", None, False),
+        ("secagg", None, False),
+        ("he", "compact", False),
+        ("he", "nvflare", False),
+        ("he", "compact", True),
+    }
 
 
 def test_heterogeneity_sweeps_alpha_under_dirichlet():
