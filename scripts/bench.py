@@ -38,12 +38,13 @@ from fl_app.artifacts import upload_per_client
 from fl_app.launch import LocalSuperLink
 from fl_app.procs import tree_pss
 
+# mode -> (run-config strategy, Hydra overrides)
 MODES = {
-    "fedavg": "strategy=fedavg",
-    "he_compact": "strategy=he he=compact",
-    "he_nvflare": "strategy=he he=nvflare",
-    "secagg": "strategy=secagg",
-    "he_dp": "strategy=he he=compact dp.enabled=true",
+    "fedavg": ("fedavg", ""),
+    "he_compact": ("he", "he=compact"),
+    "he_nvflare": ("he", "he=nvflare"),
+    "secagg": ("secagg", ""),
+    "he_dp": ("he", "he=compact dp.enabled=true"),
 }
 
 
@@ -69,10 +70,14 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_once(link: LocalSuperLink, out: Path, overrides: str, clients: int, rounds: int) -> dict:
+def run_once(
+    link: LocalSuperLink, out: Path, mode: str, extra: str, clients: int, rounds: int
+) -> dict:
     """One real run; its figures from the ServerApp's metrics.json and summary.json."""
+    strategy, overrides = MODES[mode]
+    overrides = f"{overrides} {extra}".strip()
     run_config = (
-        f"num-server-rounds={rounds} output-dir='{out}' "
+        f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
         f"overrides='{overrides} federation.num_supernodes={clients} "
         "strategy.centralized_evaluation=false'"
     )
@@ -80,7 +85,8 @@ def run_once(link: LocalSuperLink, out: Path, overrides: str, clients: int, roun
     with PeakMemory(link.process.pid) as memory:
         result = link.submit(run_config, federation, timeout=3600)
     if result.status != "finished:completed":
-        raise RuntimeError(f"{overrides}: run ended {result.status}\n{result.output[-3000:]}")
+        tail = result.output[-3000:]
+        raise RuntimeError(f"{mode} {overrides}: run ended {result.status}\n{tail}")
     rows = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     fitted = [row for row in rows if row.get("fit_clients")]
@@ -161,19 +167,16 @@ def main() -> None:
             for mode in modes:
                 out = Path(tmp) / f"{mode}_{repeat}"
                 started = time.monotonic()
-                runs[mode].append(
-                    run_once(link, out, f"{MODES[mode]} {common}", args.clients, args.rounds)
-                )
+                runs[mode].append(run_once(link, out, mode, common, args.clients, args.rounds))
                 took = time.monotonic() - started
                 print(f"{mode} (repeat {repeat + 1}): {took:.0f}s", flush=True)
         report["modes"] = {mode: median_of(runs[mode]) for mode in modes}
         if args.scale:
-            for name, overrides, clients, rounds in (
-                ("he_100_clients", f"{MODES['he_compact']} {common}", 100, 5),
-                ("he_1M_params", f"{MODES['he_compact']} {common} task.model=wide_mlp",
-                 args.clients, args.rounds),
-            ):  # fmt: skip
-                result = run_once(link, Path(tmp) / name, overrides, clients, rounds)
+            for name, extra, clients, rounds in (
+                ("he_100_clients", common, 100, 5),
+                ("he_1M_params", f"{common} task.model=wide_mlp", args.clients, args.rounds),
+            ):
+                result = run_once(link, Path(tmp) / name, "he_compact", extra, clients, rounds)
                 report["scale"][name] = result | {"clients": clients, "rounds": rounds}
                 print(f"{name}: done", flush=True)
 

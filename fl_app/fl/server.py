@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import keras
 from flwr.app import Context
 from flwr.common import (
     NDArrays,
@@ -119,7 +120,8 @@ class RunState:
     def __init__(self, cfg: DictConfig, run_dir: Path, key_fingerprint: str | None) -> None:
         self.checkpoint_path = run_dir / CHECKPOINT_NAME
         self.identity = _identity(cfg, key_fingerprint)
-        self.layout_weights = weights_of(new_model(cfg))
+        self.net = new_model(cfg)  # one model for layout, central evaluation and saving
+        self.layout_weights = weights_of(self.net)
         if cfg.resume:
             arrays, meta = load_checkpoint(self.checkpoint_path)
             if meta.get("identity") != self.identity:
@@ -170,9 +172,8 @@ class RunState:
         )
 
 
-def centralized_evaluation(cfg: DictConfig):
+def centralized_evaluation(cfg: DictConfig, net: keras.Model):
     """An `evaluate_fn` on the server's held-out test set (plaintext mode only)."""
-    net = new_model(cfg)
     test = load_server_test(cfg.task.name, float(cfg.task.server_test_fraction), int(cfg.seed))
 
     def evaluate_fn(
@@ -236,7 +237,9 @@ def _fedavg_arguments(cfg: DictConfig, state: RunState) -> dict[str, Any]:
         min_fit_clients=int(strat.min_fit_clients),
         min_evaluate_clients=int(strat.min_evaluate_clients),
         min_available_clients=int(strat.min_available_clients),
-        evaluate_fn=centralized_evaluation(cfg) if strat.centralized_evaluation else None,
+        evaluate_fn=(
+            centralized_evaluation(cfg, state.net) if strat.centralized_evaluation else None
+        ),
         on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd},
     )
 
@@ -254,9 +257,8 @@ def write_artifacts(cfg: DictConfig, run_dir: Path, state: RunState, run_id: int
             state.checkpoint_path,
         )
     else:
-        net = new_model(cfg)
-        net.set_weights(state.weights)
-        net.save(run_dir / MODEL_NAME)
+        state.net.set_weights(state.weights)
+        state.net.save(run_dir / MODEL_NAME)
         final_model = str(run_dir / MODEL_NAME)
     fitted = [row["round"] for row in history.rows() if "fit_clients" in row]
     summary = summarise(
