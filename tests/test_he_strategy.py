@@ -117,6 +117,24 @@ def test_survivors_only_are_averaged_when_clients_fail(keys):
     assert strategy.history.row(1)["fit_failures"] == 1
 
 
+def test_with_30_percent_failing_the_aggregate_is_the_survivors_weighted_mean(keys):
+    rng = np.random.default_rng(30)
+    counts = rng.integers(1, 500, 10, endpoint=True).tolist()
+    strategy, proxies, config, _ = make_round(keys, counts)
+    updates = [[rng.uniform(-2, 2, s).astype(np.float32) for s in SHAPES] for _ in counts]
+    failed = set(rng.choice(10, size=3, replace=False).tolist())
+    survivors = [k for k in range(10) if k not in failed]
+    results = [client_result(keys, proxies[k], updates[k], counts[k], config) for k in survivors]
+    failures = [RuntimeError(f"client {k} failed") for k in sorted(failed)]
+    params, _ = strategy.aggregate_fit(1, results, failures)
+    total = sum(counts[k] for k in survivors)
+    for i, got in enumerate(decrypt(keys, params)):
+        want = sum(counts[k] * updates[k][i].astype(np.float64) for k in survivors) / total
+        np.testing.assert_allclose(got, want, atol=keys[0].tolerance(10) + 1e-6)
+    row = strategy.history.row(1)
+    assert (row["fit_clients"], row["fit_failures"]) == (7, 3)
+
+
 def test_bad_payloads_are_dropped_and_the_round_goes_on(keys, caplog):
     counts = [5, 5, 5]
     strategy, proxies, config, _ = make_round(keys, counts)
