@@ -8,7 +8,8 @@ interleaved when repeated, and the median is reported.
 
 Columns:
 - FL-loop time: sum of the round times the ServerApp measured (configure, client work,
-  aggregation, evaluation), and its ratio to fedavg;
+  aggregation, evaluation), and its ratio to fedavg; also without round 1, whose time is
+  mostly the simulation starting its workers (the same work in every mode);
 - upload: bytes one client sends the server per round, counted on the wire (every
   message's content: updates, SecAgg+ keys and shares, metrics), and its ratio to fedavg;
 - final accuracy: federated evaluation after the last round (centralised evaluation is
@@ -91,8 +92,11 @@ def run_once(
     summary = json.loads((out / "summary.json").read_text())
     fitted = [row for row in rows if row.get("fit_clients")]
     uploads = [upload_per_client(row) for row in fitted]
+    round_seconds = [row["round_seconds"] for row in fitted]
     return {
-        "loop_seconds": sum(row.get("round_seconds", 0) for row in rows),
+        "loop_seconds": sum(round_seconds),
+        "after_round1_seconds": sum(round_seconds[1:]),
+        "round_seconds": round_seconds,
         "upload_per_client_round": statistics.median(u for u in uploads if u),
         "final_accuracy": summary["final_accuracy"],
         "peak_memory_bytes": memory.peak,
@@ -104,23 +108,26 @@ def run_once(
 
 def median_of(runs: list[dict]) -> dict:
     merged = dict(runs[-1])
-    for key in ("loop_seconds", "peak_memory_bytes", "upload_per_client_round"):
+    keys = ("loop_seconds", "after_round1_seconds", "peak_memory_bytes", "upload_per_client_round")
+    for key in keys:
         merged[key] = statistics.median(run[key] for run in runs)
     merged["loop_seconds_runs"] = [round(run["loop_seconds"], 2) for run in runs]
+    merged["after_round1_seconds_runs"] = [round(run["after_round1_seconds"], 2) for run in runs]
     return merged
 
 
 def mode_table(results: dict[str, dict]) -> list[str]:
     base = results["fedavg"]
     lines = [
-        "| mode | FL-loop s | time vs fedavg | upload/client/round | upload vs fedavg "
-        "| final accuracy | peak memory MB | epsilon |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | FL-loop s | time vs fedavg | without round 1 | upload/client/round "
+        "| upload vs fedavg | final accuracy | peak memory MB | epsilon |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, r in results.items():
         eps = f"{r['epsilon']:.2f}" if r.get("epsilon") is not None else "-"
         lines.append(
             f"| {mode} | {r['loop_seconds']:.1f} | {r['loop_seconds'] / base['loop_seconds']:.2f}x "
+            f"| {r['after_round1_seconds'] / base['after_round1_seconds']:.2f}x "
             f"| {r['upload_per_client_round']:,.0f} "
             f"| {r['upload_per_client_round'] / base['upload_per_client_round']:.2f}x "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} | {eps} |"
@@ -171,6 +178,7 @@ def main() -> None:
                 took = time.monotonic() - started
                 print(f"{mode} (repeat {repeat + 1}): {took:.0f}s", flush=True)
         report["modes"] = {mode: median_of(runs[mode]) for mode in modes}
+        report["runs"] = runs
         if args.scale:
             for name, extra, clients, rounds in (
                 ("he_100_clients", common, 100, 5),
