@@ -92,7 +92,8 @@ class KerasClient(NumPyClient):
         metrics["train_seconds"] = time.perf_counter() - started
         weights = weights_of(self.net)
         if self.dp is not None:
-            weights = privatize(start, weights, self.dp, clients=int(config[SAMPLED_KEY]))
+            sampled = int(config.get(SAMPLED_KEY, 0))  # 0 is refused with a clear error
+            weights = privatize(start, weights, self.dp, clients=sampled)
             metrics = {"train_seconds": metrics["train_seconds"]}
         return self.weights_out(weights, self.weight, config), self.weight, metrics
 
