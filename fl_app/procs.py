@@ -68,6 +68,11 @@ def descendants(root: int, table: dict[int, Proc] | None = None) -> list[Proc]:
     return found
 
 
+def pids_below(root: int, program: str) -> list[int]:
+    """PIDs of live processes below `root` whose command line mentions `program`."""
+    return [proc.pid for proc in descendants(root) if any(program in arg for arg in proc.argv)]
+
+
 def pss_bytes(pid: int) -> int:
     """Proportional set size of `pid` (shared pages split among their users), or 0."""
     try:

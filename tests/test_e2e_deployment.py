@@ -19,7 +19,7 @@ import pytest
 
 from fl_app import deploy
 from fl_app.checkpoint import load_checkpoint
-from fl_app.procs import descendants
+from fl_app.procs import pids_below
 from fl_app.provision import make_node_key
 
 pytestmark = pytest.mark.slow
@@ -112,11 +112,7 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(federation,
         time.sleep(2)  # the ClientApps are at work now
         os.killpg(int((root / "pids" / "supernode2.pid").read_text()), 9)
         wait_until(lambda: completed_rounds(out) >= 1, "round 1 never ended", run, first_log)
-        servers = [
-            proc.pid
-            for proc in descendants(info["pids"]["superlink"])
-            if any("flwr-serverapp" in arg for arg in proc.argv)
-        ]
+        servers = pids_below(info["pids"]["superlink"], "flwr-serverapp")
         assert servers, "no ServerApp process under our SuperLink"
         for pid in servers:
             os.kill(pid, 9)

@@ -18,7 +18,7 @@ import pytest
 from fl_app.checkpoint import load_checkpoint
 from fl_app.dp import RoundRelease, epsilon
 from fl_app.launch import LocalSuperLink
-from fl_app.procs import descendants
+from fl_app.procs import pids_below
 
 pytestmark = pytest.mark.slow
 
@@ -186,11 +186,7 @@ def test_he_round_completes_over_survivors_of_injected_faults(superlink, tmp_pat
 
 def _serverapp_pids(link: LocalSuperLink) -> list[int]:
     """PIDs of the ServerApp processes descending from our own SuperLink."""
-    return [
-        proc.pid
-        for proc in descendants(link.process.pid)
-        if any("flwr-simulation" in arg for arg in proc.argv)
-    ]
+    return pids_below(link.process.pid, "flwr-simulation")
 
 
 def test_a_killed_he_dp_server_resumes_from_its_encrypted_checkpoint(superlink, tmp_path):
