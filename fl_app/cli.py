@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from fl_app.checkpoint import CheckpointError
 from fl_app.crypto.keys import HEKeyError, generate_keys
 from fl_app.crypto.payload import PayloadError
 from fl_app.crypto.presets import PRESETS, get_preset
+from fl_app.run.checkpoint import CheckpointError
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -25,11 +25,11 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _decrypt(args: argparse.Namespace) -> int:
     # Imported here: keygen must not pay for TensorFlow.
-    from fl_app.checkpoint import load_checkpoint
     from fl_app.config import compose_config
     from fl_app.crypto.keys import load_secret_context
     from fl_app.crypto.payload import decrypt_aggregate, to_payload
     from fl_app.fl.factory import new_model
+    from fl_app.run.checkpoint import load_checkpoint
 
     arrays, meta = load_checkpoint(args.checkpoint)
     identity = meta.get("identity", {})
@@ -50,7 +50,7 @@ def _decrypt(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from fl_app.provision import make_tls
+    from fl_app.ops.provision import make_tls
 
     files = make_tls(args.out, args.host, days=args.days, force=args.force)
     print(
@@ -61,7 +61,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _node_key(args: argparse.Namespace) -> int:
-    from fl_app.provision import make_node_key
+    from fl_app.ops.provision import make_node_key
 
     private, public = make_node_key(args.out, args.name, force=args.force)
     print(
@@ -73,7 +73,8 @@ def _node_key(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from fl_app.config import compose_config
-    from fl_app.ml.data import PartitionSpec, export_partitions
+    from fl_app.ml.data import PartitionSpec
+    from fl_app.ml.node_files import export_partitions
 
     cfg = compose_config([f"task={args.task}", f"partition={args.partition}", *args.override])
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
@@ -90,8 +91,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _federation(args: argparse.Namespace) -> int:
-    from fl_app import deploy
     from fl_app.ml.data import PartitionSpec
+    from fl_app.ops import federation as deploy
 
     if args.action == "down":
         stopped = deploy.down(args.dir)
@@ -122,15 +123,15 @@ def _federation(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from fl_app.summary import summarize
+    from fl_app.sweeps.summary import summarize_sweep
 
-    for path in summarize(args.path):
+    for path in summarize_sweep(args.path):
         print(f"Wrote {path}")
     return 0
 
 
 def _warm_superexec(args: argparse.Namespace) -> int:
-    from fl_app import warm_exec
+    from fl_app.ops import warm_exec
 
     warm_exec.run(
         args.runtime_api_address,
@@ -141,9 +142,7 @@ def _warm_superexec(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fl-app", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_key_commands(commands: argparse._SubParsersAction) -> None:
     keygen = commands.add_parser(
         "keygen", help="make an HE key pair: secret.ctx for clients, public.ctx for the server"
     )
@@ -158,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.npz of a run")
     decrypt.add_argument("--out", type=Path, required=True, help="the .keras file to write")
     decrypt.set_defaults(handler=_decrypt)
-
     certs = commands.add_parser("certs", help="make a CA and the SuperLink's TLS certificate")
     certs.add_argument("--out", type=Path, required=True)
     certs.add_argument(
@@ -167,13 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365)
     certs.add_argument("--force", action="store_true")
     certs.set_defaults(handler=_certs)
-
     node_key = commands.add_parser("node-key", help="make a SuperNode authentication key pair")
     node_key.add_argument("--out", type=Path, required=True)
     node_key.add_argument("--name", required=True, help="file name, e.g. hospital-a")
     node_key.add_argument("--force", action="store_true")
     node_key.set_defaults(handler=_node_key)
 
+
+def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export-partitions", help="write one data file per node")
     export.add_argument("--task", default="digits")
     export.add_argument("--partition", default="iid")
@@ -184,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
     )
     export.set_defaults(handler=_export)
-
     federation = commands.add_parser(
         "federation", help="start/stop a local TLS + node-auth federation on 127.0.0.1"
     )
@@ -200,10 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cold", action="store_true", help="Flower's default: a new process per ClientApp task"
     )
     federation.set_defaults(handler=_federation)
-
+    summary = commands.add_parser(
+        "summarize", help="tables and plots for an fl-experiment multirun directory"
+    )
+    summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
+    summary.set_defaults(handler=_summarize)
+    # Internal: `federation up` starts it beside each SuperNode; not listed in --help.
     warm = commands.add_parser(
         "warm-superexec",
-        help="serve a SuperNode's ClientApp tasks from one warm process (--isolation process)",
+        description="(internal) serve a SuperNode's ClientApp tasks from one warm process "
+        "(--isolation process); started by `fl-app federation up`",
     )
     warm.add_argument("--runtime-api-address", required=True, help="the SuperNode's --port")
     warm.add_argument("--insecure", action="store_true")
@@ -211,11 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--parent-pid", type=int, default=None)
     warm.set_defaults(handler=_warm_superexec)
 
-    summary = commands.add_parser(
-        "summarize", help="tables and plots for an fl-experiment multirun directory"
+
+PUBLIC_COMMANDS = (
+    "keygen",
+    "decrypt",
+    "certs",
+    "node-key",
+    "export-partitions",
+    "federation",
+    "summarize",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fl-app", description=__doc__)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{" + ",".join(PUBLIC_COMMANDS) + "}"
     )
-    summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
-    summary.set_defaults(handler=_summarize)
+    _add_key_commands(commands)
+    _add_federation_commands(commands)
     return parser
 
 

@@ -1,9 +1,20 @@
-"""Flower ServerApp of fl_app (named in pyproject.toml)."""
+"""Flower ServerApp of fl_app (named in pyproject.toml).
+
+One run, top to bottom: config -> keys -> run state -> strategy -> rounds -> artifacts.
+"""
 
 from flwr.app import Context
 from flwr.server import Grid, ServerApp
 
-from fl_app.fl.server import run_server
+from fl_app.config import load_config, mode_of, to_yaml
+from fl_app.fl.factory import build_strategy, new_model
+from fl_app.fl.logs import use_flower_handlers
+from fl_app.fl.rounds import run_rounds
+from fl_app.fl.server_keys import ServerKeys
+from fl_app.fl.wire import CountingGrid
+from fl_app.ml.models import weights_of
+from fl_app.run.artifacts import write_artifacts
+from fl_app.run.state import RunState, resolve_run_dir, run_identity
 
 app = ServerApp()
 
@@ -11,4 +22,23 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run one federated training job as the run config asks."""
-    run_server(grid, context)
+    use_flower_handlers()
+    cfg = load_config(context.run_config)
+    mode = mode_of(cfg)
+    run_dir = resolve_run_dir(cfg, context.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+
+    keys = ServerKeys.load(cfg, run_dir) if mode.encrypted else None
+    identity = run_identity(cfg, keys.fingerprint if keys else None)
+    net = new_model(cfg)  # one model for the layout, central evaluation and the final save
+    if cfg.resume:
+        state = RunState.resume(run_dir, identity)
+    else:
+        state = RunState.fresh(run_dir, identity, weights_of(net))
+
+    grid = CountingGrid(grid)
+    strategy = build_strategy(cfg, mode, state, net=net, keys=keys, grid=grid)
+    run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
+
+    write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)

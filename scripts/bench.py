@@ -35,9 +35,9 @@ import threading
 import time
 from pathlib import Path
 
-from fl_app.artifacts import upload_per_client
-from fl_app.launch import LocalSuperLink
-from fl_app.procs import tree_pss
+from fl_app.ops.local_superlink import LocalSuperLink
+from fl_app.ops.procs import tree_pss
+from fl_app.run.artifacts import upload_per_client
 
 # mode -> (run-config strategy, Hydra overrides)
 MODES = {

@@ -3,7 +3,7 @@
 Flower's default) vs warm (`fl-app warm-superexec` forks each ClientApp from a process
 that has TensorFlow imported).
 
-For each mode: start a local TLS + node-auth federation (`fl_app.deploy.up`), run HE
+For each mode: start a local TLS + node-auth federation (`fl_app.ops.federation.up`), run HE
 training, and per round compute overhead = round wall time - mean local training time
 - mean local evaluation time (both reported by the clients). Rounds after the first are
 summarised (round 1 also learns example counts). Prints a table and writes JSON:
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fl_app import deploy
+from fl_app.ops import federation as deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 

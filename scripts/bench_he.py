@@ -80,7 +80,7 @@ def bench_crypto(model: str, preset_name: str, clients: int) -> dict:
 
 
 def bench_fl_loop(clients: int, rounds: int, repeats: int) -> dict:
-    from fl_app.launch import LocalSuperLink
+    from fl_app.ops.local_superlink import LocalSuperLink
 
     federation = f"num-supernodes={clients} client-resources-num-cpus=1"
     loop: dict[str, list[float]] = {"fedavg": [], "he": []}

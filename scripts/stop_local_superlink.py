@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fl_app.procs import snapshot
+from fl_app.ops.procs import snapshot
 
 
 def local_superlink_pids(port: str) -> list[int]:

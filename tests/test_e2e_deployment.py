@@ -1,6 +1,6 @@
 """A real deployment on 127.0.0.1: SuperLink + SuperNodes, TLS, node auth, HE (slow).
 
-Every process is started by `fl_app.deploy` in its own process group with a PID file
+Every process is started by `fl_app.ops.federation` in its own process group with a PID file
 and stopped by `deploy.down` in teardown, pass or fail.
 """
 
@@ -17,10 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fl_app import deploy
-from fl_app.checkpoint import load_checkpoint
-from fl_app.procs import pids_below
-from fl_app.provision import make_node_key
+from fl_app.ops import federation as deploy
+from fl_app.ops import procs
+from fl_app.ops.flower import flower_bin, free_port
+from fl_app.ops.procs import pids_below
+from fl_app.ops.provision import make_node_key
+from fl_app.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +47,7 @@ def federation(tmp_path_factory):
             os.environ["FLWR_HOME"] = previous
         if info is not None:
             for name, pid in info["pids"].items():
-                assert not deploy._group_alive(pid), f"{name} (PID {pid}) survived down"
+                assert not procs.group_alive(pid), f"{name} (PID {pid}) survived down"
 
 
 def flwr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -158,7 +160,7 @@ def test_an_unregistered_supernode_is_refused(federation, tmp_path):
     private, _ = make_node_key(tmp_path, "rogue")
     port = int(info["address"].rsplit(":", 1)[1])
     deploy.start_supernode(
-        deploy.Layout(root), 99, port, Path(info["root_certificates"]), private,
+        deploy.FederationDirs(root), 99, port, Path(info["root_certificates"]), private,
         root / "data" / "partition_0.npz", dict(os.environ), name="rogue",
     )  # fmt: skip
     superlink_log = root / "logs" / "superlink.log"
@@ -176,9 +178,9 @@ def test_a_client_without_tls_cannot_connect(federation):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
     deploy.start_process(
         "insecure",
-        [str(deploy.BIN / "flower-supernode"), "--superlink", info["address"], "--insecure",
-         "--port", str(deploy.free_port()), "--max-retries", "1"],
-        deploy.Layout(root),
+        [flower_bin("flower-supernode"), "--superlink", info["address"], "--insecure",
+         "--port", str(free_port()), "--max-retries", "1"],
+        deploy.FederationDirs(root),
         dict(os.environ),
     )  # fmt: skip
     log = root / "logs" / "insecure.log"

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_app.checkpoint import load_checkpoint
-from fl_app.dp import RoundRelease, epsilon
-from fl_app.launch import LocalSuperLink
-from fl_app.procs import pids_below
+from fl_app.ops.local_superlink import LocalSuperLink
+from fl_app.ops.procs import pids_below
+from fl_app.privacy.dp import RoundRelease, epsilon
+from fl_app.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

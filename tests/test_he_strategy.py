@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeProxy
+from fakes import FakeProxy
 from flwr.common import (
     Code,
     FitRes,
@@ -17,14 +17,15 @@ from flwr.server.client_manager import SimpleClientManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_app.artifacts import RunHistory
 from fl_app.crypto._tenseal import ts
 from fl_app.crypto.keys import build_context, public_bytes
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
 from fl_app.crypto.presets import get_preset
-from fl_app.fl.he_client import ENCRYPTED_KEY, REFERENCE_KEY
+from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.he_strategy import HEFedAvg
+from fl_app.fl.protocol import ENCRYPTED_KEY, EXAMPLES_KEY, REFERENCE_KEY
+from fl_app.run.history import RunHistory
 
 SHAPES = [(4, 3), (3,), (50,)]
 
@@ -41,11 +42,16 @@ def make_round(keys, counts, *, min_fit_clients=2):
     preset, _, public = keys
     initial = [np.zeros(s, np.float32) for s in SHAPES]
     saved = []
+    proxies = [FakeProxy(f"c{i}") for i in range(len(counts))]
+    announced = {p.cid: {EXAMPLES_KEY: n} for p, n in zip(proxies, counts, strict=True)}
     strategy = HEFedAvg(
         public_context=public,
         preset=preset,
         layout=Layout.of(initial),
-        max_examples=10**6,
+        # the clients' answers to the example-count query
+        example_counts=ExampleCounts(
+            lambda rnd, asked: {p.cid: announced[p.cid] for p in asked}, max_examples=10**6
+        ),
         history=RunHistory(),
         on_round_end=lambda rnd, params, encrypted: saved.append(encrypted),
         initial_parameters=ndarrays_to_parameters(initial),
@@ -53,10 +59,8 @@ def make_round(keys, counts, *, min_fit_clients=2):
         min_available_clients=1,
     )
     manager = SimpleClientManager()
-    proxies = [FakeProxy(f"c{i}") for i in range(len(counts))]
     for proxy in proxies:
         manager.register(proxy)
-    strategy.remember_examples({p.cid: n for p, n in zip(proxies, counts, strict=True)})
     instructions = strategy.configure_fit(1, strategy.initial_parameters, manager)
     config = instructions[0][1].config
     return strategy, proxies, config, saved
@@ -190,7 +194,7 @@ def test_server_refuses_a_private_context(keys):
             public_context=secret,
             preset=preset,
             layout=Layout.of([np.zeros(3)]),
-            max_examples=10,
+            example_counts=ExampleCounts(lambda rnd, asked: {}, max_examples=10),
             history=RunHistory(),
         )
 

@@ -1,19 +1,20 @@
-"""FlAppFedAvg aggregates like FedAvg by hand, tolerates failures, records and checkpoints."""
+"""RecordingFedAvg aggregates like FedAvg by hand, tolerates failures, records and checkpoints."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeProxy, fit_result
+from fakes import FakeProxy, fit_result
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
-from fl_app.artifacts import RunHistory
-from fl_app.fl.strategy import FlAppFedAvg, payload_bytes, weighted_mean_metrics
+from fl_app.fl.results import payload_bytes, weighted_mean_metrics
+from fl_app.fl.strategy import RecordingFedAvg
+from fl_app.run.history import RunHistory
 
 
-def make_strategy(**kwargs) -> tuple[FlAppFedAvg, list[tuple[int, int]]]:
+def make_strategy(**kwargs) -> tuple[RecordingFedAvg, list[tuple[int, int]]]:
     saved: list[tuple[int, int]] = []
-    strategy = FlAppFedAvg(
+    strategy = RecordingFedAvg(
         history=RunHistory(),
         on_round_end=lambda rnd, params, encrypted: saved.append((rnd, len(params.tensors))),
         **kwargs,

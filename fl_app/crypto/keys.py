@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fl_app.crypto._tenseal import sealapi, ts
 from fl_app.crypto.presets import Preset, get_preset
-from fl_app.files import write_private
+from fl_app.crypto.secret_files import write_private
 
 SECRET_NAME = "secret.ctx"
 PUBLIC_NAME = "public.ctx"

@@ -9,13 +9,10 @@ import keras
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
-from fl_app.dp import DPSettings, privatize
+from fl_app.fl.protocol import EXAMPLES_KEY, ROUND_KEY, SAMPLED_KEY
 from fl_app.ml.data import ClientData
 from fl_app.ml.models import evaluate, train, weights_of
-
-ROUND_KEY = "server-round"
-EXAMPLES_KEY = "num-examples"
-SAMPLED_KEY = "fit-clients"  # clients sampled in this fit round (DP noise is split m ways)
+from fl_app.privacy.dp import DPSettings, privatize
 
 
 class KerasClient(NumPyClient):

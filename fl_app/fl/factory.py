@@ -1,26 +1,35 @@
-"""Builds what the apps need from the composed config: models and clients."""
+"""Builds what the apps need from the composed config and the mode table: the model,
+the client of a node, and the server's strategy."""
 
 from __future__ import annotations
 
 import zlib
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import keras
 from flwr.app import Context
 from flwr.client import Client
+from flwr.common import NDArrays, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from fl_app.config import load_config
+from fl_app.config import Mode, load_config, mode_of
+from fl_app.crypto.packing import Layout
 from fl_app.crypto.presets import get_preset
-from fl_app.dp import DPSettings
-from fl_app.fl.client import KerasClient
+from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
 from fl_app.fl.faults import FaultPlan, FaultyClient
-from fl_app.fl.he_client import HEKerasClient
 from fl_app.fl.logs import use_flower_handlers
-from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_node_data
-from fl_app.ml.models import build_model
-from fl_app.node_config import NODE_DATA_KEY, NODE_SECRET_KEY
+from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY, ROUND_KEY
+from fl_app.fl.server_keys import ServerKeys
+from fl_app.fl.strategy import RecordingFedAvg
+from fl_app.fl.wire import CountingGrid
+from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
+from fl_app.ml.models import build_model, evaluate, weights_of
+from fl_app.ml.node_files import load_node_data
+from fl_app.privacy.dp import DPSettings
+from fl_app.run.state import RunState
 
 
 def new_model(cfg: DictConfig) -> keras.Model:
@@ -34,6 +43,7 @@ def new_model(cfg: DictConfig) -> keras.Model:
     )
 
 
+# ---------------------------------------------------------------- the ClientApp side
 def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
     """This node's data and training seed.
 
@@ -65,8 +75,9 @@ def client_fn(context: Context) -> Client:
     """Build the client for the node Flower is running this ClientApp on."""
     use_flower_handlers()
     cfg = load_config(context.run_config)
+    mode = mode_of(cfg)
     data, node_seed = node_data(cfg, context.node_config)
-    settings = {
+    settings: dict[str, Any] = {
         "local_epochs": int(cfg.train.local_epochs),
         "batch_size": int(cfg.train.batch_size),
         "seed": node_seed,
@@ -74,17 +85,12 @@ def client_fn(context: Context) -> Client:
         if cfg.dp.enabled
         else None,
     }
-    if cfg.strategy.name == "he":
-        client = HEKerasClient(
-            partial(new_model, cfg),
-            data,
-            preset=get_preset(cfg.he.preset),
-            secret_context=cfg.he.secret_context
-            or str(context.node_config.get(NODE_SECRET_KEY, "")),
-            **settings,
+    if mode.encrypted:
+        settings["preset"] = get_preset(cfg.he.preset)
+        settings["secret_context"] = cfg.he.secret_context or str(
+            context.node_config.get(NODE_SECRET_KEY, "")
         )
-    else:
-        client = KerasClient(partial(new_model, cfg), data, **settings)
+    client = get_class(mode.client)(partial(new_model, cfg), data, **settings)
     if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
         plan = FaultPlan.for_node(
             dict(context.node_config),
@@ -94,3 +100,59 @@ def client_fn(context: Context) -> Client:
         )
         return FaultyClient(client, plan).to_client()
     return client.to_client()
+
+
+# ---------------------------------------------------------------- the ServerApp side
+def centralized_evaluation(cfg: DictConfig, net: keras.Model):
+    """An `evaluate_fn` on the server's held-out test set (plaintext modes only)."""
+    test = load_server_test(cfg.task.name, float(cfg.task.server_test_fraction), int(cfg.seed))
+
+    def evaluate_fn(
+        server_round: int, weights: NDArrays, config: dict[str, Scalar]
+    ) -> tuple[float, dict[str, Scalar]]:
+        net.set_weights(weights)
+        loss, accuracy = evaluate(net, test, batch_size=int(cfg.train.batch_size))
+        return loss, {"accuracy": accuracy}
+
+    return evaluate_fn
+
+
+def build_strategy(
+    cfg: DictConfig,
+    mode: Mode,
+    state: RunState,
+    *,
+    net: keras.Model,
+    keys: ServerKeys | None,  # given for encrypted modes
+    grid: CountingGrid,
+) -> RecordingFedAvg:
+    """The mode's strategy, starting from `state`; `net` still holds the initial weights."""
+    strat = cfg.strategy
+    arguments: dict[str, Any] = dict(
+        history=state.history,
+        on_round_end=lambda rnd, parameters, encrypted: state.save(
+            rnd, parameters_to_ndarrays(parameters), encrypted
+        ),
+        round_offset=state.completed_rounds,
+        initial_parameters=ndarrays_to_parameters(state.weights),
+        fraction_fit=float(strat.fraction_fit),
+        fraction_evaluate=float(strat.fraction_evaluate),
+        min_fit_clients=int(strat.min_fit_clients),
+        min_evaluate_clients=int(strat.min_evaluate_clients),
+        min_available_clients=int(strat.min_available_clients),
+        evaluate_fn=centralized_evaluation(cfg, net) if strat.centralized_evaluation else None,
+        on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd},
+    )
+    if mode.encrypted:
+        query = grid_properties_query(grid, timeout=float(cfg.federation.node_wait_timeout))
+        arguments.update(
+            public_context=keys.context,
+            preset=keys.preset,
+            layout=Layout.of(weights_of(net)),
+            example_counts=ExampleCounts(query, max_examples=int(cfg.he.max_examples)),
+            encrypted=state.encrypted,
+            simulation_secret_path=keys.simulation_secret_path,
+        )
+    strategy = get_class(mode.strategy)(**arguments)
+    strategy.wire = grid
+    return strategy

@@ -14,7 +14,8 @@ import numpy as np
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
-from fl_app.fl.client import ROUND_KEY, KerasClient
+from fl_app.fl.client import KerasClient
+from fl_app.fl.protocol import ROUND_KEY
 
 
 class FaultPlan:

@@ -10,15 +10,10 @@ from flwr.common import NDArrays, Scalar
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
 from fl_app.crypto.presets import Preset
-from fl_app.dp import DPSettings
 from fl_app.fl.client import KerasClient
+from fl_app.fl.protocol import ENCRYPTED_KEY, NODE_SECRET_KEY, REFERENCE_KEY, SECRET_PATH_KEY
 from fl_app.ml.data import ClientData
-from fl_app.node_config import NODE_SECRET_KEY
-
-# Keys of the instruction config the HE strategy sends with every fit/evaluate message.
-ENCRYPTED_KEY = "he-encrypted"  # bool: parameters are an encrypted aggregate payload
-REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
-SECRET_PATH_KEY = "he-secret-context"  # simulation only: where the run's keys were made
+from fl_app.privacy.dp import DPSettings
 
 
 class HEKerasClient(KerasClient):

@@ -3,39 +3,44 @@
 from __future__ import annotations
 
 import dataclasses
-from logging import ERROR, INFO, WARNING
+from dataclasses import dataclass
+from logging import ERROR, WARNING
 from typing import Any
 
-from flwr.app import Message
 from flwr.common import (
     FitRes,
-    GetPropertiesIns,
-    MessageTypeLegacy,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
 from flwr.common.logger import log
-from flwr.compat.common import recorddict_compat as compat
 from flwr.server.client_proxy import ClientProxy
 
 from fl_app.crypto.keys import require_public
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import EncryptedSum, PayloadError, to_arrays, to_payload
 from fl_app.crypto.presets import Preset
-from fl_app.fl.client import EXAMPLES_KEY
-from fl_app.fl.he_client import ENCRYPTED_KEY, REFERENCE_KEY, SECRET_PATH_KEY
-from fl_app.fl.strategy import FlAppFedAvg, weighted_mean_metrics
+from fl_app.fl.example_counts import ExampleCounts
+from fl_app.fl.protocol import ENCRYPTED_KEY, REFERENCE_KEY, SECRET_PATH_KEY
+from fl_app.fl.results import Failure, Screened, weighted_mean_metrics
+from fl_app.fl.strategy import RecordingFedAvg
 
 
-class HEFedAvg(FlAppFedAvg):
-    """FlAppFedAvg whose global model is an encrypted aggregate the server cannot read.
+@dataclass
+class EncryptedRound(Screened):
+    """Screened HE results, already added up: screening deserialises each payload once."""
+
+    encrypted_sum: EncryptedSum | None = None
+
+
+class HEFedAvg(RecordingFedAvg):
+    """RecordingFedAvg whose global model is an encrypted aggregate the server cannot read.
 
     Clients weight their own updates by n_k / R, where R is the total number of
-    examples of the round's sampled clients (learned once per client through a
-    properties query). The server checks every payload, adds the valid ones under
-    the public context, and records the total weight sum(n_k) / R in the aggregate.
+    examples of the round's sampled clients (`example_counts`, learned once per client).
+    The server checks every payload, adds the valid ones under the public context, and
+    records the total weight sum(n_k) / R in the aggregate.
     """
 
     def __init__(
@@ -44,10 +49,9 @@ class HEFedAvg(FlAppFedAvg):
         public_context: Any,
         preset: Preset,
         layout: Layout,
-        max_examples: int,
+        example_counts: ExampleCounts,
         encrypted: bool = False,
-        secret_hint: str = "",
-        query_timeout: float = 600.0,
+        simulation_secret_path: str = "",
         **kwargs: Any,
     ) -> None:
         if kwargs.get("evaluate_fn") is not None:
@@ -56,102 +60,79 @@ class HEFedAvg(FlAppFedAvg):
         self.public_context = require_public(public_context, "the server's HE context")
         self.preset = preset
         self.layout = layout
-        self.max_examples = max_examples
+        self.example_counts = example_counts
         self.encrypted = encrypted
-        self._secret_hint = secret_hint
-        self._query_timeout = query_timeout
-        self._examples: dict[str, int] = {}
+        self._simulation_secret_path = simulation_secret_path
         self._reference: dict[int, float] = {}
-        self._round_sum: EncryptedSum | None = None
 
     def __repr__(self) -> str:
         return f"HEFedAvg(preset={self.preset.name}, round_offset={self.round_offset})"
 
-    def remember_examples(self, counts: dict[str, int]) -> None:
-        """Example counts of clients (by cid) known without asking them."""
-        self._examples.update(counts)
-
-    # ------------------------------------------------------------ instructions
-    def _prepare(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
-        unknown = [proxy for proxy, _ in instructions if proxy.cid not in self._examples]
-        if unknown:
-            self._examples.update(self._query_examples(rnd, unknown))
-        kept = [(p, ins) for p, ins in instructions if p.cid in self._examples]
-        for proxy, _ in instructions:
-            if proxy.cid not in self._examples:
-                log(
-                    WARNING,
-                    "round %d: client %s left out: its example count is unknown",
-                    rnd,
-                    proxy.cid,
-                )
-        self._reference.setdefault(rnd, float(sum(self._examples[p.cid] for p, _ in kept)))
+    def complete_instructions(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
+        """Leave out clients of unknown example count; announce R and the payload kind."""
+        self.example_counts.learn(rnd, [proxy for proxy, _ in instructions])
+        kept = []
+        for proxy, ins in instructions:
+            if self.example_counts.get(proxy.cid) is None:
+                log(WARNING, "round %d: client %s left out: its example count is unknown",
+                    rnd, proxy.cid)  # fmt: skip
+            else:
+                kept.append((proxy, ins))
+        # Fit and evaluate of a round share one R: the one announced for fit.
+        reference = sum(self.example_counts.get(p.cid) for p, _ in kept)
+        self._reference.setdefault(rnd, float(reference))
         he_config: dict[str, Scalar] = {
             ENCRYPTED_KEY: self.encrypted,
             REFERENCE_KEY: self._reference[rnd],
         }
-        if self._secret_hint:
-            he_config[SECRET_PATH_KEY] = self._secret_hint
+        if self._simulation_secret_path:
+            he_config[SECRET_PATH_KEY] = self._simulation_secret_path
         return [
             (proxy, dataclasses.replace(ins, config={**ins.config, **he_config}))
             for proxy, ins in kept
         ]
 
-    def _query_examples(self, rnd: int, proxies: list[ClientProxy]) -> dict[str, int]:
-        """Ask clients for their example counts, all in one batch of messages."""
-        grid = proxies[0].grid
-        by_node = {proxy.node_id: proxy for proxy in proxies}
-        messages = [
-            Message(
-                content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(config={})),
-                dst_node_id=proxy.node_id,
-                message_type=MessageTypeLegacy.GET_PROPERTIES,
-                group_id=str(rnd),
-                ttl=self._query_timeout,
-            )
-            for proxy in proxies
-        ]
-        counts: dict[str, int] = {}
-        for reply in grid.send_and_receive(messages):
-            proxy = by_node.get(reply.metadata.src_node_id)
-            if proxy is None or reply.has_error():
-                continue
-            properties = compat.recorddict_to_getpropertiesres(reply.content).properties
-            examples = properties.get(EXAMPLES_KEY)
-            if isinstance(examples, int) and 1 <= examples <= self.max_examples:
-                counts[proxy.cid] = examples
-        log(INFO, "round %d: learned example counts of %d client(s)", rnd, len(counts))
-        return counts
-
-    # ------------------------------------------------------------ aggregation
-    def _screen(self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures):
+    def screen_results(
+        self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
+    ) -> EncryptedRound:
         """Check each payload and add the valid ones to this round's encrypted sum."""
         reference = self._reference.get(rnd)
-        self._round_sum = EncryptedSum(self.public_context, self.preset, self.layout)
-        accepted = []
+        screened = EncryptedRound(
+            accepted=[],
+            failures=failures,
+            encrypted_sum=EncryptedSum(self.public_context, self.preset, self.layout),
+        )
         for proxy, res in results:
             try:
-                if reference is None:
-                    raise PayloadError(f"no weight reference was announced for round {rnd}")
-                if not 1 <= res.num_examples <= self.max_examples:
-                    raise PayloadError(
-                        f"num_examples={res.num_examples}, allowed 1..{self.max_examples}"
-                    )
-                try:
-                    payload = to_payload(parameters_to_ndarrays(res.parameters))
-                except Exception as err:  # numpy raises several types on bad bytes
-                    raise PayloadError(f"tensors do not parse: {type(err).__name__}") from err
-                vectors = self._round_sum.check(payload)
+                vectors = self._checked_vectors(rnd, res, reference, screened.encrypted_sum)
             except PayloadError as err:
-                failures.append(PayloadError(f"client {proxy.cid} rejected: {err}"))
+                screened.failures.append(PayloadError(f"client {proxy.cid} rejected: {err}"))
                 continue
-            self._examples[proxy.cid] = res.num_examples
-            self._round_sum.add(vectors, res.num_examples / reference)
-            accepted.append((proxy, res))
-        return accepted, failures
+            self.example_counts.remember(proxy.cid, res.num_examples)
+            screened.encrypted_sum.add(vectors, res.num_examples / reference)
+            screened.accepted.append((proxy, res))
+        return screened
 
-    def _combine(self, rnd: int, results, failures) -> tuple[Parameters | None, dict[str, Scalar]]:
-        total_weight = self._round_sum.total_weight
+    def _checked_vectors(
+        self, rnd: int, res: FitRes, reference: float | None, encrypted_sum: EncryptedSum
+    ) -> list[Any]:
+        """The ciphertexts of one result, or PayloadError saying why it cannot be added."""
+        if reference is None:
+            raise PayloadError(f"no weight reference was announced for round {rnd}")
+        limit = self.example_counts.max_examples
+        if not 1 <= res.num_examples <= limit:
+            raise PayloadError(f"num_examples={res.num_examples}, allowed 1..{limit}")
+        try:
+            payload = to_payload(parameters_to_ndarrays(res.parameters))
+        except Exception as err:  # numpy raises several types on bad bytes
+            raise PayloadError(f"tensors do not parse: {type(err).__name__}") from err
+        return encrypted_sum.check(payload)
+
+    def aggregate_screened(
+        self, rnd: int, screened: EncryptedRound
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """The encrypted aggregate of the round, unless its total weight overflows."""
+        total_weight = screened.encrypted_sum.total_weight
         if self.preset.scheme == "bfv" and total_weight > self.preset.max_total_weight:
             log(
                 ERROR,
@@ -162,8 +143,9 @@ class HEFedAvg(FlAppFedAvg):
                 self.preset.max_total_weight,
             )
             return None, {}
-        aggregate = self._round_sum.result()
-        self._round_sum = None
+        aggregate = screened.encrypted_sum.result()
         self.encrypted = True
-        metrics = weighted_mean_metrics([(res.num_examples, res.metrics) for _, res in results])
+        metrics = weighted_mean_metrics(
+            [(res.num_examples, res.metrics) for _, res in screened.accepted]
+        )
         return ndarrays_to_parameters(to_arrays(aggregate)), metrics

@@ -1,4 +1,4 @@
-"""FedAvg that records metrics and bytes per round and checkpoints every round."""
+"""FedAvg that records every round, screens results before averaging, and checkpoints."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ from collections.abc import Callable
 from logging import INFO, WARNING
 from typing import Any, Protocol
 
-import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.common.logger import log
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from fl_app.artifacts import RunHistory
-from fl_app.fl.client import SAMPLED_KEY
+from fl_app.fl.protocol import SAMPLED_KEY
+from fl_app.fl.results import (
+    Failure,
+    Screened,
+    describe_failure,
+    payload_bytes,
+    plaintext_problem,
+    weighted_mean_metrics,
+)
+from fl_app.run.history import RunHistory
 
 
 class WireMeter(Protocol):
@@ -30,57 +37,17 @@ class WireMeter(Protocol):
 RoundEndHook = Callable[[int, Parameters, bool], None]
 
 
-def payload_bytes(parameters: Parameters) -> int:
-    """Bytes of the serialised tensors in `parameters` (protocol overhead excluded)."""
-    return sum(len(tensor) for tensor in parameters.tensors)
+class RecordingFedAvg(FedAvg):
+    """Flower's FedAvg plus what a run needs around it.
 
+    It records each round (clients, failures, metrics, bytes, time) in `history`, drops
+    fit results that must not be averaged (`screen_results`), and hands the global
+    model to `on_round_end` after every round (the checkpoint). Subclasses change a
+    mode through three hooks: `complete_instructions`, `screen_results` and
+    `aggregate_screened`.
 
-def weighted_mean_metrics(
-    metrics: list[tuple[int, dict[str, Scalar]]],
-) -> dict[str, Scalar]:
-    """Mean of every numeric metric, weighted by each client's number of examples."""
-    total = sum(num for num, _ in metrics)
-    if total == 0:
-        return {}
-    keys = {k for _, m in metrics for k, v in m.items() if isinstance(v, int | float)}
-    return {
-        key: sum(num * float(m[key]) for num, m in metrics if key in m)
-        / sum(num for num, m in metrics if key in m)
-        for key in sorted(keys)
-    }
-
-
-def describe_failure(
-    failure: tuple[ClientProxy, FitRes | EvaluateRes] | BaseException,
-) -> str:
-    """A log-safe description of a failed client: who and why, never the payload."""
-    if isinstance(failure, BaseException):
-        return f"{type(failure).__name__}: {failure}"
-    proxy, res = failure
-    return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
-
-
-def _plaintext_problem(res: FitRes, expected: list[tuple[int, ...]] | None) -> str | None:
-    """Why a plaintext update cannot be averaged, or None if it can."""
-    if res.num_examples < 1:
-        return f"num_examples={res.num_examples}, allowed >= 1"
-    try:
-        arrays = parameters_to_ndarrays(res.parameters)
-    except Exception as err:  # numpy raises several types on bad bytes
-        return f"tensors do not parse: {type(err).__name__}"
-    shapes = [a.shape for a in arrays]
-    if expected is not None and shapes != expected:
-        return f"shapes {shapes[:3]}... do not match the model's {expected[:3]}..."
-    if not all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.number)):
-        return "update contains NaN or infinity"
-    return None
-
-
-class FlAppFedAvg(FedAvg):
-    """Flower's FedAvg plus per-round bookkeeping and a round-end hook.
-
-    Round numbers passed to the hooks are the *run's* rounds: a resumed run starts
-    the Flower loop at 1 again, so `round_offset` (rounds already completed) is added.
+    Round numbers are the *run's* rounds: a resumed run starts Flower's loop at 1
+    again, so `round_offset` (rounds already completed) is added.
     """
 
     encrypted = False  # whether `latest_parameters` is an encrypted aggregate
@@ -105,11 +72,43 @@ class FlAppFedAvg(FedAvg):
         self._wire_mark = (0, 0)
 
     def __repr__(self) -> str:
-        return f"FlAppFedAvg(round_offset={self.round_offset})"
+        return f"{type(self).__name__}(round_offset={self.round_offset})"
 
-    def _run_round(self, server_round: int) -> int:
-        return server_round + self.round_offset
+    # ------------------------------------------------------------ the three hooks
+    def complete_instructions(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
+        """Add this mode's keys to round `rnd`'s instructions, or leave clients out.
 
+        Runs for the fit *and* the evaluate instructions. Plaintext: unchanged.
+        """
+        return instructions
+
+    def screen_results(
+        self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
+    ) -> Screened:
+        """Move results that must not be aggregated to the failures, with the reason.
+
+        Plaintext: every update must parse and match the global model's shapes with
+        finite values (FedAvg would otherwise crash or spread NaNs into the model).
+        """
+        expected = None
+        if self.latest_parameters is not None:
+            expected = [a.shape for a in parameters_to_ndarrays(self.latest_parameters)]
+        screened = Screened(accepted=[], failures=failures)
+        for proxy, res in results:
+            reason = plaintext_problem(res, expected)
+            if reason is None:
+                screened.accepted.append((proxy, res))
+            else:
+                screened.failures.append(ValueError(f"client {proxy.cid} rejected: {reason}"))
+        return screened
+
+    def aggregate_screened(
+        self, rnd: int, screened: Screened
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """The new global model from the accepted results: FedAvg's weighted mean here."""
+        return super().aggregate_fit(rnd, screened.accepted, screened.failures)
+
+    # ------------------------------------------------------------ Flower's Strategy API
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         # Unlike FedAvg, keep the initial parameters: they are the checkpoint until
         # the first round aggregates.
@@ -120,7 +119,9 @@ class FlAppFedAvg(FedAvg):
     ):
         rnd = self._run_round(server_round)
         self._round_started[rnd] = time.monotonic()
-        instructions = self._prepare(rnd, super().configure_fit(rnd, parameters, client_manager))
+        instructions = self.complete_instructions(
+            rnd, super().configure_fit(rnd, parameters, client_manager)
+        )
         sampled = len(instructions)
         instructions = [
             (proxy, dataclasses.replace(ins, config={**ins.config, SAMPLED_KEY: sampled}))
@@ -135,67 +136,32 @@ class FlAppFedAvg(FedAvg):
         self,
         server_round: int,
         results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+        failures: list[Failure],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
         received = sum(payload_bytes(res.parameters) for _, res in results)
         self.history.add(rnd, "bytes_up", received)
-        results, failures = self._screen(rnd, results, list(failures))
-        self._log_failures(rnd, "fit", failures)
-        self.history.record(rnd, fit_clients=len(results), fit_failures=len(failures))
-        if len(results) < self.min_fit_clients:
+        screened = self.screen_results(rnd, results, list(failures))
+        self._log_failures(rnd, "fit", screened.failures)
+        accepted = len(screened.accepted)
+        self.history.record(rnd, fit_clients=accepted, fit_failures=len(screened.failures))
+        if accepted < self.min_fit_clients:
             log(
                 WARNING,
                 "round %d: %d fit result(s), at least %d (strategy.min_fit_clients) "
                 "needed; keeping the previous global model",
                 rnd,
-                len(results),
+                accepted,
                 self.min_fit_clients,
             )
             self._end_round(rnd)
             return None, {}
-        parameters, metrics = self._combine(rnd, results, failures)
+        parameters, metrics = self.aggregate_screened(rnd, screened)
         if parameters is not None:
             self.latest_parameters = parameters
         self.history.record(rnd, **metrics)
         self._end_round(rnd)
         return parameters, metrics
-
-    def _prepare(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
-        """Adjust the fit/evaluate instructions of a round (unchanged in plaintext)."""
-        return instructions
-
-    def _screen(
-        self,
-        rnd: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[list[tuple[ClientProxy, FitRes]], list[tuple[ClientProxy, FitRes] | BaseException]]:
-        """Move results that must not be aggregated to the failures, with the reason.
-
-        Plaintext: every update must parse and match the global model's shapes with
-        finite values (FedAvg would otherwise crash or spread NaNs into the model).
-        """
-        expected = None
-        if self.latest_parameters is not None:
-            expected = [a.shape for a in parameters_to_ndarrays(self.latest_parameters)]
-        accepted = []
-        for proxy, res in results:
-            reason = _plaintext_problem(res, expected)
-            if reason is None:
-                accepted.append((proxy, res))
-            else:
-                failures.append(ValueError(f"client {proxy.cid} rejected: {reason}"))
-        return accepted, failures
-
-    def _combine(
-        self,
-        rnd: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Aggregate screened results: FedAvg's weighted mean in plaintext."""
-        return super().aggregate_fit(rnd, results, failures)
 
     def evaluate(self, server_round: int, parameters: Parameters):
         rnd = self._run_round(server_round)
@@ -211,7 +177,7 @@ class FlAppFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
-        instructions = self._prepare(
+        instructions = self.complete_instructions(
             rnd, super().configure_evaluate(rnd, parameters, client_manager)
         )
         sent = sum(payload_bytes(ins.parameters) for _, ins in instructions)
@@ -222,7 +188,7 @@ class FlAppFedAvg(FedAvg):
         self,
         server_round: int,
         results: list[tuple[ClientProxy, EvaluateRes]],
-        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+        failures: list[Failure],
     ) -> tuple[float | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
         self._log_failures(rnd, "evaluate", failures)
@@ -238,20 +204,13 @@ class FlAppFedAvg(FedAvg):
         self._end_round(rnd)
         return loss, metrics
 
-    def _log_failures(
-        self,
-        rnd: int,
-        stage: str,
-        failures: list[tuple[ClientProxy, FitRes | EvaluateRes] | BaseException],
-    ) -> None:
+    # ------------------------------------------------------------ bookkeeping
+    def _run_round(self, server_round: int) -> int:
+        return server_round + self.round_offset
+
+    def _log_failures(self, rnd: int, stage: str, failures: list[Failure]) -> None:
         for failure in failures:
-            log(
-                WARNING,
-                "round %d %s: dropped %s",
-                rnd,
-                stage,
-                describe_failure(failure),
-            )
+            log(WARNING, "round %d %s: dropped %s", rnd, stage, describe_failure(failure))
 
     def _end_round(self, rnd: int) -> None:
         started = self._round_started.get(rnd)

@@ -7,8 +7,8 @@ import math
 import dp_accounting
 import numpy as np
 import pytest
-from conftest import FakeProxy
 from dp_accounting.pld import pld_privacy_accountant
+from fakes import FakeProxy
 from flwr.common import ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
 from hypothesis import given, settings
@@ -16,14 +16,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
-from fl_app.artifacts import RunHistory
-from fl_app.config import ConfigError, compose_config
-from fl_app.dp import DPSettings, RoundRelease, clip, epsilon, global_norm, privatize
-from fl_app.fl.client import SAMPLED_KEY, KerasClient
-from fl_app.fl.server import privacy_report
-from fl_app.fl.strategy import FlAppFedAvg
+from fl_app.config import ConfigError, compose_config, mode_of
+from fl_app.fl.client import KerasClient
+from fl_app.fl.protocol import SAMPLED_KEY
+from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.ml.data import ClientData, Split
 from fl_app.ml.models import build_model, weights_of
+from fl_app.privacy.dp import DPSettings, RoundRelease, clip, epsilon, global_norm, privatize
+from fl_app.privacy.report import privacy_report
+from fl_app.run.history import RunHistory
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 layers = st.lists(arrays(np.float32, st.integers(1, 30), elements=finite), min_size=1, max_size=4)
@@ -116,7 +117,12 @@ def test_summary_reports_epsilon_of_the_released_rounds():
     history = RunHistory()
     for rnd, aggregated in ((1, 10), (2, 10), (3, 1)):  # round 3 skipped: 1 < min_fit 2
         history.record(rnd, fit_sampled=10, fit_available=10, fit_clients=aggregated)
-    report = privacy_report(cfg, history)
+    report = privacy_report(
+        history.rows(),
+        cfg.dp,
+        min_fit_clients=cfg.strategy.min_fit_clients,
+        server_sees_individual_updates=mode_of(cfg).server_sees_individual_updates,
+    )
     assert report["released_rounds"] == 2
     assert report["epsilon"] == epsilon([RoundRelease(1.0, 1.2)] * 2, 1e-5)
     assert report["delta"] == 1e-5 and report["server_sees_individual_updates"] is False
@@ -127,7 +133,7 @@ def test_the_strategy_tells_clients_how_many_were_sampled():
     for cid in range(4):
         manager.register(FakeProxy(str(cid)))
     history = RunHistory()
-    strategy = FlAppFedAvg(history=history, fraction_fit=0.5, min_fit_clients=2,
+    strategy = RecordingFedAvg(history=history, fraction_fit=0.5, min_fit_clients=2,
                            min_available_clients=2)  # fmt: skip
     instructions = strategy.configure_fit(1, ndarrays_to_parameters([np.zeros(2)]), manager)
     assert [ins.config[SAMPLED_KEY] for _, ins in instructions] == [2, 2]

@@ -30,8 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fl_app.config import CONF_DIR, ConfigError, validate
-from fl_app.launch import FlowerCLI, LocalSuperLink
-from fl_app.summary import read_json, summarize
+from fl_app.ops.flower import FlowerCLI
+from fl_app.ops.local_superlink import LocalSuperLink
+from fl_app.sweeps.summary import read_json, summarize_sweep
 
 JOB_FILE = "job.json"
 RUN_DIR = "run"
@@ -148,11 +149,11 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        paths = summarize(sweep_dir)
+        paths = summarize_sweep(sweep_dir)
         Console(stderr=True).print(f"Sweep summary: {', '.join(str(p) for p in paths)}")
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # SuperLink health polls
     run_job(cfg)

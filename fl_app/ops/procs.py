@@ -1,11 +1,16 @@
 """A snapshot of this machine's processes, read from /proc (Linux).
 
-Used to stop exactly what we started (process groups, descendants of a PID) and to
-measure the memory of a process tree; never to match processes broadly by name.
+Used to start and stop exactly what we started (process groups, descendants of a PID)
+and to measure the memory of a process tree; never to match processes broadly by name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +92,48 @@ def pss_bytes(pid: int) -> int:
 def tree_pss(root: int) -> int:
     """Memory of `root` and its live descendants together, shared pages counted once."""
     return pss_bytes(root) + sum(pss_bytes(proc.pid) for proc in descendants(root))
+
+
+# ---------------------------------------------------------------- process groups
+def start_group(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `command` as the leader of a new process group (its PID is the group id),
+    output appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group `pgid` has a live (non-zombie) member."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return alive(pgid) or any(p.pgid == pgid and p.live for p in snapshot().values())
+
+
+def stop_group(pgid: int, timeout: float = 20.0) -> bool:
+    """SIGTERM process group `pgid`, SIGKILL it after `timeout`; whether it was running."""
+    if not group_alive(pgid):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    if not _gone_within(pgid, timeout):
+        _signal_group(pgid, signal.SIGKILL)
+        _gone_within(pgid, 5.0)
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
+        os.killpg(pgid, sig)
+
+
+def _gone_within(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from omegaconf import OmegaConf
 
-from fl_app.artifacts import upload_per_client
+from fl_app.config import MODES
+from fl_app.run.artifacts import upload_per_client
 
 COLUMNS = (
     "job",
@@ -42,7 +43,8 @@ def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
     if choices.get("mode"):
         return str(choices["mode"])
     strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
-    mode = f"he_{choices.get('he', 'compact')}" if strategy == "he" else str(strategy)
+    encrypted = strategy in MODES and MODES[strategy].encrypted
+    mode = f"he_{choices.get('he', 'compact')}" if encrypted else str(strategy)
     return f"{mode}+dp" if config.get("dp", {}).get("enabled") else mode
 
 
@@ -177,7 +179,7 @@ def write_plots(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
     return paths
 
 
-def summarize(sweep_dir: Path) -> list[Path]:
+def summarize_sweep(sweep_dir: Path) -> list[Path]:
     """Write summary.csv, summary.md and the plots into `sweep_dir`; return their paths."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():

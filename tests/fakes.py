@@ -1,10 +1,9 @@
-"""Shared fixtures: fake Flower results and a real local SuperLink started by PID."""
+"""Fake Flower handles and results for strategy tests (imported as `from fakes import ...`)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from flwr.common import Code, FitRes, Parameters, Status, ndarrays_to_parameters
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.server.client_proxy import ClientProxy
 
 
@@ -36,12 +35,3 @@ def fit_result(cid: str, arrays: list[np.ndarray], num_examples: int, **metrics)
         metrics=metrics,
     )
     return FakeProxy(cid), res
-
-
-def empty_parameters() -> Parameters:
-    return Parameters(tensors=[], tensor_type="numpy.ndarray")
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)

@@ -102,7 +102,10 @@ def run(
     """Warm up, then serve ClientApp tasks with Flower's SuperExec loop until stopped."""
     warm_up()
     executor = ForkExecutor()
-    # Flower picks the executor by type; hand it ours (the loop itself is unchanged).
+    # Written against flwr 1.42: `run_superexec` looks its executor up through the
+    # module-level `get_executor(executor_type)`; replacing that name hands it ours and
+    # leaves the loop itself unchanged. tests/test_ops_warm_exec.py fails loudly if a
+    # Flower release moves or renames the lookup.
     superexec_module.get_executor = lambda *_, **__: executor
     superexec_module.run_superexec(
         runtime_api_address=runtime_api_address,

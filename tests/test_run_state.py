@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.common import ndarrays_to_parameters
 
-from fl_app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fl_app.config import compose_config
-from fl_app.fl.server import RunState
+from fl_app.fl.factory import new_model
+from fl_app.ml.models import weights_of
+from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fl_app.run.state import RunState, run_identity
+
+
+def run_state(cfg, run_dir):
+    """The RunState the ServerApp makes for `cfg` (plaintext: no key fingerprint)."""
+    identity = run_identity(cfg, None)
+    if cfg.resume:
+        return RunState.resume(run_dir, identity)
+    return RunState.fresh(run_dir, identity, weights_of(new_model(cfg)))
 
 
 def test_save_load_round_trip_keeps_arrays_and_meta(tmp_path):
@@ -42,17 +51,16 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
 
 def test_run_state_resumes_weights_round_and_history(tmp_path):
     cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
-    fresh = RunState(cfg, tmp_path, None)
+    fresh = run_state(cfg, tmp_path)
     assert fresh.completed_rounds == 0
     trained = [w + 1.0 for w in fresh.weights]
     fresh.history.record(1, eval_accuracy=0.5)
     fresh.history.record(2, eval_accuracy=0.75)
-    fresh.save(2, ndarrays_to_parameters(trained), False)
+    fresh.save(2, trained, False)
 
-    resumed = RunState(
+    resumed = run_state(
         compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"]),
         tmp_path,
-        None,
     )
     assert resumed.completed_rounds == 2
     assert resumed.history.last("eval_accuracy") == 0.75
@@ -62,16 +70,16 @@ def test_run_state_resumes_weights_round_and_history(tmp_path):
 
 def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
     cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
-    state = RunState(cfg, tmp_path, None)
-    state.save(1, ndarrays_to_parameters(state.weights), False)
+    state = run_state(cfg, tmp_path)
+    state.save(1, state.weights, False)
     with pytest.raises(CheckpointError, match="resume=true"):
-        RunState(cfg, tmp_path, None)
+        run_state(cfg, tmp_path)
 
 
 def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
     digits = compose_config([f"output_dir={tmp_path}"])
-    state = RunState(digits, tmp_path, None)
-    state.save(1, ndarrays_to_parameters(state.weights), False)
+    state = run_state(digits, tmp_path)
+    state.save(1, state.weights, False)
     other = compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"])
     with pytest.raises(CheckpointError, match="belongs to a run with"):
-        RunState(other, tmp_path, None)
+        run_state(other, tmp_path)

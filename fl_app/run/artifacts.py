@@ -1,9 +1,10 @@
-"""Per-round history of a run and the files it leaves behind."""
+"""The files one run leaves behind: metrics, plot, summary (all from its RunHistory)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from omegaconf import DictConfig
+
+from fl_app.config import Mode
+from fl_app.privacy.report import privacy_report
+from fl_app.run.history import RunHistory
+from fl_app.run.state import RunState
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "model.keras"
 
 # Columns of metrics.csv, in order; a round lacks the ones its mode does not produce.
 COLUMNS = (
@@ -35,47 +46,6 @@ COLUMNS = (
     "wire_bytes_down",
     "round_seconds",
 )
-
-
-class RunHistory:
-    """Metrics per round, keyed by the run's round number (0 = initial model)."""
-
-    def __init__(self, rounds: dict[int, dict[str, Any]] | None = None) -> None:
-        self._rounds: dict[int, dict[str, Any]] = {
-            int(r): dict(v) for r, v in (rounds or {}).items()
-        }
-
-    def record(self, server_round: int, **values: Any) -> None:
-        """Set values for a round (later values of the same key win)."""
-        row = self._rounds.setdefault(server_round, {"round": server_round})
-        row.update(values)
-
-    def add(self, server_round: int, key: str, amount: float) -> None:
-        """Accumulate a counter such as bytes for a round."""
-        row = self._rounds.setdefault(server_round, {"round": server_round})
-        row[key] = row.get(key, 0) + amount
-
-    def row(self, server_round: int) -> dict[str, Any]:
-        """A copy of one round's values (empty if the round has none)."""
-        return dict(self._rounds.get(server_round, {}))
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per round, in round order."""
-        return [dict(self._rounds[r]) for r in sorted(self._rounds)]
-
-    def last(self, key: str) -> Any:
-        """The value of `key` in the latest round that has it, else None."""
-        for r in sorted(self._rounds, reverse=True):
-            if self._rounds[r].get(key) is not None:
-                return self._rounds[r][key]
-        return None
-
-    def total(self, key: str) -> float:
-        """Sum of `key` over all rounds."""
-        return sum(row.get(key) or 0 for row in self._rounds.values())
-
-    def to_json(self) -> dict[str, dict[str, Any]]:
-        return {str(r): row for r, row in self._rounds.items()}
 
 
 def write_metrics(history: RunHistory, out_dir: Path) -> None:
@@ -128,7 +98,7 @@ def upload_per_client(row: dict[str, Any]) -> float | None:
     return None
 
 
-def summarise(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
+def run_summary(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
     """The run summary: final metrics and byte totals plus the facts given."""
     return {
         **run_facts,
@@ -145,3 +115,58 @@ def summarise(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_artifacts(
+    cfg: DictConfig, mode: Mode, run_dir: Path, state: RunState, *, net: Any, run_id: int
+) -> dict[str, Any]:
+    """The final model (plaintext only), metrics, plot and summary.json of a finished run.
+
+    `net` is the run's Keras model (anything with `set_weights`, `save`, `count_params`).
+    """
+    history = state.history
+    final_model = None
+    if state.encrypted:
+        logger.info(
+            "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
+            "--secret secret.ctx --checkpoint %s --out model.keras",
+            state.checkpoint_path,
+        )
+    else:
+        net.set_weights(state.weights)
+        net.save(run_dir / MODEL_NAME)
+        final_model = str(run_dir / MODEL_NAME)
+    fitted = [row["round"] for row in history.rows() if "fit_clients" in row]
+    summary = run_summary(
+        history,
+        strategy=cfg.strategy.name,
+        task=cfg.task.name,
+        partition=cfg.partition.name,
+        run_id=run_id,
+        rounds_completed=max(fitted, default=0),
+        wall_seconds=round(state.wall_seconds(), 3),
+        run_dir=str(run_dir),
+        final_model=final_model,
+        checkpoint=str(state.checkpoint_path),
+        encrypted=state.encrypted,
+        model_params=int(net.count_params()),
+    )
+    if cfg.dp.enabled:
+        summary["dp"] = privacy_report(
+            history.rows(),
+            cfg.dp,
+            min_fit_clients=int(cfg.strategy.min_fit_clients),
+            server_sees_individual_updates=mode.server_sees_individual_updates,
+        )
+        logger.info("Privacy spent: epsilon=%s at delta=%g", summary["dp"]["epsilon"],
+                    cfg.dp.delta)  # fmt: skip
+    write_metrics(history, run_dir)
+    write_plot(history, run_dir / "metrics.png", f"{cfg.task.name} / {cfg.strategy.name}")
+    write_json(run_dir / "summary.json", summary)
+    logger.info(
+        "Run finished: %d round(s), final accuracy %s",
+        summary["rounds_completed"],
+        summary["final_accuracy"],
+    )
+    logger.info("Run artifacts written to %s", run_dir)
+    return summary

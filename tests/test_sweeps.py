@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fl_app.config import CONF_DIR, compose_config
-from fl_app.experiment import run_config_for
+from fl_app.sweeps.experiment import run_config_for
 
 FL_EXPERIMENT = str(Path(sys.executable).parent / "fl-experiment")
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

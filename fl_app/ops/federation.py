@@ -11,35 +11,32 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import tomli_w
 
-from fl_app import procs
 from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
-from fl_app.launch import free_port
-from fl_app.ml.data import PartitionSpec, export_partitions
-from fl_app.node_config import NODE_DATA_KEY, NODE_SECRET_KEY
-from fl_app.provision import make_node_key, make_tls
+from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY
+from fl_app.ml.data import PartitionSpec
+from fl_app.ml.node_files import export_partitions
+from fl_app.ops import procs
+from fl_app.ops.flower import (
+    FlowerCLI,
+    flower_bin,
+    flwr_home,
+    free_port,
+    path_with_flower,
+    wait_healthy,
+)
+from fl_app.ops.provision import TlsFiles, make_node_key, make_tls
 
-BIN = Path(sys.executable).parent
 CONNECTION = "fl-app-local"
 
 
-def flwr_home() -> Path:
-    """The FLWR_HOME in effect (Flower's default is ~/.flwr)."""
-    return Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr")).expanduser()
-
-
 @dataclass(frozen=True)
-class Layout:
+class FederationDirs:
     """Where a local federation keeps its files."""
 
     root: Path
@@ -73,36 +70,15 @@ class Layout:
         return self.root / "federation.json"
 
 
-def start_process(name: str, command: list[str], where: Layout, env: dict[str, str]) -> int:
-    """Start a process in its own process group, logging to logs/<name>.log."""
-    where.logs.mkdir(parents=True, exist_ok=True)
-    where.pids.mkdir(parents=True, exist_ok=True)
+def start_process(name: str, command: list[str], where: FederationDirs, env: dict[str, str]) -> int:
+    """Start a process in its own process group, logging to logs/<name>.log, PID in pids/."""
     pid_file = where.pids / f"{name}.pid"
-    if pid_file.exists() and _group_alive(int(pid_file.read_text())):
+    if pid_file.exists() and procs.group_alive(int(pid_file.read_text())):
         raise RuntimeError(f"{name} is already running (PID file {pid_file})")
-    # Flower starts helper processes (flower-superexec, flwr-clientapp) by name.
-    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-    with (where.logs / f"{name}.log").open("ab") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    process = procs.start_group(command, where.logs / f"{name}.log", path_with_flower(env))
+    where.pids.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{process.pid}\n")
     return process.pid
-
-
-def _wait_healthy(port: int, ca_cert: Path, pid: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not procs.alive(pid):
-            raise RuntimeError("the SuperLink exited during start-up; see its log")
-        try:
-            response = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(ca_cert), timeout=1)
-            if response.is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the SuperLink did not answer on port {port} within {timeout:.0f}s")
 
 
 def write_connection(name: str, address: str, ca_cert: Path, home: Path) -> Path:
@@ -118,13 +94,6 @@ def write_connection(name: str, address: str, ca_cert: Path, home: Path) -> Path
     return path
 
 
-def flwr_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "flwr"), *args], capture_output=True, text=True, env=env,
-        timeout=timeout, check=False,
-    )  # fmt: skip
-
-
 def up(
     root: Path,
     *,
@@ -137,19 +106,15 @@ def up(
     warm: bool = True,
 ) -> dict:
     """Provision and start a local TLS + node-auth federation; return its description."""
-    where = Layout(root.resolve())
+    where = FederationDirs(root.resolve())
     if where.state.exists():
         raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
     if num_nodes < 1:
         raise ValueError(f"num_nodes={num_nodes} is invalid: allowed >= 1")
     port = port or free_port()
     home = flwr_home()
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(home),
-        # A privacy product's federation does not report usage to a third party.
-        "FLWR_TELEMETRY_ENABLED": "0",
-    }
+    # A privacy product's federation does not report usage to a third party.
+    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"}
     tls = make_tls(where.tls, ["127.0.0.1", "localhost"], force=True)
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
@@ -157,29 +122,15 @@ def up(
     data_files = export_partitions(task, spec, where.data, server_test_fraction=0.2, seed=seed)
     pids: dict[str, int] = {}
     try:
-        pids["superlink"] = start_process(
-            "superlink",
-            [
-                str(BIN / "flower-superlink"),
-                "--ssl-ca-certfile", str(tls.ca_cert),
-                "--ssl-certfile", str(tls.server_cert),
-                "--ssl-keyfile", str(tls.server_key),
-                "--enable-supernode-auth",
-                "--disable-runtime-dependency-installation",
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--database", str(where.root / "superlink.db"),
-            ],
-            where,
-            env,
-        )  # fmt: skip
-        _wait_healthy(port, tls.ca_cert, pids["superlink"])
+        pids["superlink"] = _start_superlink(where, tls, port, env)
         write_connection(CONNECTION, f"127.0.0.1:{port}", tls.ca_cert, home)
+        cli = FlowerCLI(env, CONNECTION)
         for index, data_file in enumerate(data_files):
             private, public = make_node_key(where.nodes, f"node{index}", force=True)
-            registered = flwr_cli(
-                "supernode", "register", str(public), CONNECTION, "--name", f"node{index}", env=env
-            )
+            registered = cli.flwr(
+                "supernode", "register", str(public), CONNECTION, "--name", f"node{index}",
+                timeout=120,
+            )  # fmt: skip
             if registered.returncode != 0:
                 raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
             pids.update(
@@ -202,8 +153,34 @@ def up(
     return description
 
 
+def _start_superlink(where: FederationDirs, tls: TlsFiles, port: int, env: dict[str, str]) -> int:
+    """The SuperLink with TLS and node authentication, once its health endpoint answers."""
+    pid = start_process(
+        "superlink",
+        [
+            flower_bin("flower-superlink"),
+            "--ssl-ca-certfile", str(tls.ca_cert),
+            "--ssl-certfile", str(tls.server_cert),
+            "--ssl-keyfile", str(tls.server_key),
+            "--enable-supernode-auth",
+            "--disable-runtime-dependency-installation",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--database", str(where.root / "superlink.db"),
+        ],
+        where,
+        env,
+    )  # fmt: skip
+    wait_healthy(
+        f"https://127.0.0.1:{port}/health",
+        alive=lambda: procs.alive(pid),
+        verify=str(tls.ca_cert),
+    )
+    return pid
+
+
 def start_supernode(
-    where: Layout,
+    where: FederationDirs,
     index: int,
     port: int,
     ca_cert: Path,
@@ -224,7 +201,7 @@ def start_supernode(
     runtime_port = free_port()
     node_config = f'{NODE_DATA_KEY}="{data_file}" {NODE_SECRET_KEY}="{where.he / SECRET_NAME}"'
     command = [
-        str(BIN / "flower-supernode"),
+        flower_bin("flower-supernode"),
         "--superlink", f"127.0.0.1:{port}",
         "--root-certificates", str(ca_cert),
         "--auth-supernode-private-key", str(private_key),
@@ -237,7 +214,7 @@ def start_supernode(
     if warm:
         pids[f"{name}-exec"] = start_process(
             f"{name}-exec",
-            [str(BIN / "fl-app"), "warm-superexec", "--insecure",
+            [flower_bin("fl-app"), "warm-superexec", "--insecure",
              "--runtime-api-address", f"127.0.0.1:{runtime_port}"],
             where,
             env,
@@ -245,37 +222,15 @@ def start_supernode(
     return pids
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return procs.alive(pgid) or _has_members(pgid)
-
-
-def _has_members(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in group `pgid`."""
-    return any(proc.pgid == pgid and proc.live for proc in procs.snapshot().values())
-
-
-def stop_processes(where: Layout, timeout: float = 20.0) -> list[str]:
+def stop_processes(where: FederationDirs, timeout: float = 20.0) -> list[str]:
     """Stop the process groups named by PID files under `where`, nodes before the link."""
     if not where.pids.exists():
         return []
     pid_files = sorted(where.pids.glob("*.pid"), key=lambda p: p.stem == "superlink")
     stopped = []
     for pid_file in pid_files:
-        pgid = int(pid_file.read_text())  # started with start_new_session: PID == PGID
-        if _group_alive(pgid):
-            os.killpg(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _group_alive(pgid):
-                os.killpg(pgid, signal.SIGKILL)
-                deadline = time.monotonic() + 5
-                while _group_alive(pgid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
+        # started with start_new_session: PID == PGID
+        if procs.stop_group(int(pid_file.read_text()), timeout):
             stopped.append(pid_file.stem)
         pid_file.unlink()
     return stopped
@@ -283,7 +238,7 @@ def stop_processes(where: Layout, timeout: float = 20.0) -> list[str]:
 
 def down(root: Path) -> list[str]:
     """Stop what `up` started under `root`."""
-    where = Layout(root.resolve())
+    where = FederationDirs(root.resolve())
     stopped = stop_processes(where)
     where.state.unlink(missing_ok=True)
     return stopped

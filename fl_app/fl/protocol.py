@@ -1,0 +1,43 @@
+"""Every key that travels between fl_app's ServerApp and its ClientApps, in round order.
+
+Flower carries them in the config records of its messages (legacy `FitIns.config`,
+`EvaluateIns.config`, `GetPropertiesRes.properties`); the arrays are the parameters.
+Reading this module alone tells what one round sends.
+
+Every mode, each round:
+  fit instruction   ROUND_KEY, SAMPLED_KEY; parameters = the global model
+  fit result        parameters = the trained model, num_examples = the client's weight
+                    (its example count; 1 under DP), metrics = training loss/accuracy
+  evaluate          parameters = the global model; reply = loss, accuracy
+
+An HE round (strategy=he), in order:
+  1. example-count query   GET_PROPERTIES, once per client in its first round, all
+                           unknown clients in one batch; reply {EXAMPLES_KEY: n_k}
+  2. fit instruction       REFERENCE_KEY = R, the sampled clients' total of n_k;
+                           ENCRYPTED_KEY = whether the parameters are an encrypted
+                           aggregate (False in round 1: the initial model is public);
+                           SECRET_PATH_KEY in simulation only, when the server
+                           generated the run's keys
+  3. fit result            parameters = an encrypted update of (n_k / R) x weights
+                           (fl_app.crypto.payload); num_examples = n_k
+  4. next instruction      parameters = the encrypted aggregate, whose header carries
+                           its total weight sum(n_k) / R; clients decrypt and divide
+  (evaluate instructions carry ENCRYPTED_KEY and REFERENCE_KEY too)
+
+SecAgg+ (strategy=secagg) adds Flower's own stage keys to fit messages, handled by
+`secaggplus_mod` (fl_app.fl.mods).
+"""
+
+# ---------------------------------------------------------------- instruction config
+ROUND_KEY = "server-round"  # int: the run's round number (seeds local shuffling)
+SAMPLED_KEY = "fit-clients"  # int: clients sampled in this fit round (DP noise is split m ways)
+ENCRYPTED_KEY = "he-encrypted"  # bool: the parameters are an encrypted aggregate payload
+REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
+SECRET_PATH_KEY = "he-secret-context"  # str, simulation only: where the run's keys were made
+
+# ---------------------------------------------------------------- client properties
+EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight
+
+# ---------------------------------------------------------------- SuperNode node config
+NODE_DATA_KEY = "data-path"  # the node's own data file (NPZ or CSV)
+NODE_SECRET_KEY = "he-secret-context"  # the HE secret context (clients only)

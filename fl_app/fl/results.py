@@ -1,0 +1,63 @@
+"""What the server does with what clients send back: sizes, metric means, screening."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
+from flwr.server.client_proxy import ClientProxy
+
+Failure = tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
+
+
+@dataclass
+class Screened:
+    """A round's fit results after screening: what may be aggregated, and what failed."""
+
+    accepted: list[tuple[ClientProxy, FitRes]]
+    failures: list[Failure] = field(default_factory=list)
+
+
+def payload_bytes(parameters: Parameters) -> int:
+    """Bytes of the serialised tensors in `parameters` (protocol overhead excluded)."""
+    return sum(len(tensor) for tensor in parameters.tensors)
+
+
+def weighted_mean_metrics(
+    metrics: list[tuple[int, dict[str, Scalar]]],
+) -> dict[str, Scalar]:
+    """Mean of every numeric metric, weighted by each client's number of examples."""
+    total = sum(num for num, _ in metrics)
+    if total == 0:
+        return {}
+    keys = {k for _, m in metrics for k, v in m.items() if isinstance(v, int | float)}
+    return {
+        key: sum(num * float(m[key]) for num, m in metrics if key in m)
+        / sum(num for num, m in metrics if key in m)
+        for key in sorted(keys)
+    }
+
+
+def describe_failure(failure: Failure) -> str:
+    """A log-safe description of a failed client: who and why, never the payload."""
+    if isinstance(failure, BaseException):
+        return f"{type(failure).__name__}: {failure}"
+    proxy, res = failure
+    return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
+
+
+def plaintext_problem(res: FitRes, expected: list[tuple[int, ...]] | None) -> str | None:
+    """Why a plaintext update cannot be averaged, or None if it can."""
+    if res.num_examples < 1:
+        return f"num_examples={res.num_examples}, allowed >= 1"
+    try:
+        arrays = parameters_to_ndarrays(res.parameters)
+    except Exception as err:  # numpy raises several types on bad bytes
+        return f"tensors do not parse: {type(err).__name__}"
+    shapes = [a.shape for a in arrays]
+    if expected is not None and shapes != expected:
+        return f"shapes {shapes[:3]}... do not match the model's {expected[:3]}..."
+    if not all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.number)):
+        return "update contains NaN or infinity"
+    return None

@@ -1,0 +1,53 @@
+"""The DP guarantee of a run's released global models, for summary.json."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig
+
+from fl_app.privacy.dp import ACCOUNTANT, RoundRelease, epsilon
+
+
+def privacy_report(
+    rounds: Iterable[Mapping[str, Any]],
+    dp: DictConfig,
+    *,
+    min_fit_clients: int,
+    server_sees_individual_updates: bool,
+) -> dict[str, Any]:
+    """ε at `dp.delta` over the rounds whose aggregate was released, and its inputs.
+
+    `rounds` are the run's per-round records (metrics.json rows).
+    """
+    noise = float(dp.noise_multiplier)
+    releases = []
+    for row in rounds:
+        if row.get("fit_clients", 0) < max(1, min_fit_clients):
+            continue  # nothing was released this round
+        # (rows of checkpoints older than these counters: every sampled client answered)
+        sampled = int(row.get("fit_sampled", row["fit_clients"] + row.get("fit_failures", 0)))
+        releases.append(
+            RoundRelease.of(
+                sampled=sampled,
+                available=int(row.get("fit_available", sampled)),
+                aggregated=int(row["fit_clients"]),
+                noise_multiplier=noise,
+            )
+        )
+    spent = epsilon(releases, float(dp.delta))
+    return {
+        "epsilon": spent if math.isfinite(spent) else None,  # None: no noise, no bound
+        "delta": float(dp.delta),
+        "clip_norm": float(dp.clip_norm),
+        "noise_multiplier": noise,
+        "released_rounds": len(releases),
+        "sampling_rates": [r.sampling_rate for r in releases],
+        "effective_noise_multipliers": [r.noise_multiplier for r in releases],
+        "accountant": ACCOUNTANT,
+        "unit": "one client (its whole data set), so also any one record",
+        # Under plaintext FedAvg the server sees each update with 1/sqrt(m) of the noise.
+        "server_sees_individual_updates": server_sees_individual_updates,
+    }

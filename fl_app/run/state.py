@@ -1,0 +1,125 @@
+"""Where a run stands: its directory, and its global state — fresh, or resumed from the
+last checkpoint — saved atomically after every round."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fl_app.run.history import RunHistory
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def resolve_run_dir(cfg: DictConfig, run_id: int) -> Path:
+    """`output_dir`, or a new time-stamped directory under `output_root`."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser().resolve()
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return Path(cfg.output_root).expanduser().resolve() / f"{stamp}_run{run_id}"
+
+
+def run_identity(cfg: DictConfig, key_fingerprint: str | None) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it."""
+    identity = {"strategy": cfg.strategy.name, "task": cfg.task.name, "model": cfg.task.model}
+    if key_fingerprint is not None:
+        identity.update(he_preset=cfg.he.preset, he_fingerprint=key_fingerprint)
+    return identity
+
+
+class RunState:
+    """The global model (plaintext or encrypted), completed rounds and history of a run.
+
+    Made by `fresh` (a new run) or `resume` (from its checkpoint); `save` checkpoints it.
+    """
+
+    def __init__(
+        self,
+        checkpoint_path: Path,
+        identity: dict[str, Any],
+        *,
+        weights: list[np.ndarray],
+        encrypted: bool,
+        history: RunHistory,
+        completed_rounds: int,
+        previous_seconds: float,
+    ) -> None:
+        self.checkpoint_path = checkpoint_path
+        self.identity = identity
+        self.weights = weights
+        self.encrypted = encrypted
+        self.history = history
+        self.completed_rounds = completed_rounds
+        self.previous_seconds = previous_seconds
+        self._started = time.monotonic()
+
+    @classmethod
+    def fresh(
+        cls, run_dir: Path, identity: dict[str, Any], initial_weights: list[np.ndarray]
+    ) -> RunState:
+        """A new run from `initial_weights`; refuses a directory that holds a checkpoint."""
+        path = run_dir / CHECKPOINT_NAME
+        if path.exists():
+            raise CheckpointError(
+                f"{path} already exists; pass overrides='resume=true' "
+                "to continue that run, or choose another output-dir"
+            )
+        return cls(
+            path,
+            identity,
+            weights=initial_weights,
+            encrypted=False,
+            history=RunHistory(),
+            completed_rounds=0,
+            previous_seconds=0.0,
+        )
+
+    @classmethod
+    def resume(cls, run_dir: Path, identity: dict[str, Any]) -> RunState:
+        """The run whose checkpoint is in `run_dir`; refuses one of another identity."""
+        path = run_dir / CHECKPOINT_NAME
+        arrays, meta = load_checkpoint(path)
+        if meta.get("identity") != identity:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to a run with {meta.get('identity')}; "
+                f"this run is {identity}"
+            )
+        state = cls(
+            path,
+            identity,
+            weights=arrays,
+            encrypted=bool(meta["encrypted"]),
+            history=RunHistory(meta["history"]),
+            completed_rounds=int(meta["completed_rounds"]),
+            previous_seconds=float(meta["wall_seconds"]),
+        )
+        logger.info("Resuming from %s after round %d", path, state.completed_rounds)
+        return state
+
+    def wall_seconds(self) -> float:
+        return self.previous_seconds + time.monotonic() - self._started
+
+    def save(self, completed_round: int, weights: list[np.ndarray], encrypted: bool) -> None:
+        """Checkpoint the global model after `completed_round` (atomic)."""
+        self.weights = weights
+        self.encrypted = encrypted
+        save_checkpoint(
+            self.checkpoint_path,
+            weights,
+            {
+                "identity": self.identity,
+                "encrypted": encrypted,
+                "completed_rounds": completed_round,
+                "history": self.history.to_json(),
+                "wall_seconds": self.wall_seconds(),
+            },
+        )

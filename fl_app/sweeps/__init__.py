@@ -1,0 +1,1 @@
+"""`fl-experiment` (Hydra multirun of real `flwr run`s) and the sweep summary."""
