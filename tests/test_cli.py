@@ -35,3 +35,11 @@ def test_keygen_rejects_unknown_preset(tmp_path):
     result = run("keygen", "--out", str(tmp_path), "--preset", "tiny")
     assert result.returncode == 2
     assert "invalid choice: 'tiny'" in result.stderr
+
+
+def test_help_lists_the_operator_commands_not_the_internal_one():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "keygen" in result.stdout and "federation" in result.stdout
+    assert "warm-superexec" not in result.stdout
+    assert run("warm-superexec", "--help").returncode == 0  # still there for `federation up`

@@ -160,7 +160,7 @@ def test_an_unregistered_supernode_is_refused(federation, tmp_path):
     private, _ = make_node_key(tmp_path, "rogue")
     port = int(info["address"].rsplit(":", 1)[1])
     deploy.start_supernode(
-        deploy.FederationDirs(root), 99, port, Path(info["root_certificates"]), private,
+        deploy.FederationDirs.at(root), 99, port, Path(info["root_certificates"]), private,
         root / "data" / "partition_0.npz", dict(os.environ), name="rogue",
     )  # fmt: skip
     superlink_log = root / "logs" / "superlink.log"
@@ -180,7 +180,7 @@ def test_a_client_without_tls_cannot_connect(federation):
         "insecure",
         [flower_bin("flower-supernode"), "--superlink", info["address"], "--insecure",
          "--port", str(free_port()), "--max-retries", "1"],
-        deploy.FederationDirs(root),
+        deploy.FederationDirs.at(root),
         dict(os.environ),
     )  # fmt: skip
     log = root / "logs" / "insecure.log"

@@ -60,37 +60,22 @@ def _secagg_parameters(cfg: DictConfig) -> None:
     )
 
 
-MODES = {
-    mode.name: mode
-    for mode in (
-        Mode(
-            name="fedavg",
-            strategy="fl_app.fl.strategy.RecordingFedAvg",
-            client="fl_app.fl.client.KerasClient",
-            workflow="fl_app.fl.rounds.default_workflow",
-            encrypted=False,
-            server_sees_individual_updates=True,
-        ),
-        Mode(
-            name="he",
-            strategy="fl_app.fl.he_strategy.HEFedAvg",
-            client="fl_app.fl.he_client.HEKerasClient",
-            workflow="fl_app.fl.rounds.default_workflow",
-            encrypted=True,
-            server_sees_individual_updates=False,
-            checks=(_no_centralized_evaluation,),
-        ),
-        Mode(
-            name="secagg",
-            strategy="fl_app.fl.strategy.RecordingFedAvg",
-            client="fl_app.fl.client.KerasClient",
-            workflow="fl_app.fl.rounds.secagg_workflow",
-            encrypted=False,
-            server_sees_individual_updates=False,
-            checks=(_secagg_parameters,),
-        ),
-    )
-}
+_PLAIN_STRATEGY = "fl_app.fl.strategy.RecordingFedAvg"
+_PLAIN_CLIENT = "fl_app.fl.client.KerasClient"
+_DEFAULT_LOOP = "fl_app.fl.rounds.default_workflow"
+
+# fmt: off
+MODES = {mode.name: mode for mode in (
+    Mode("fedavg", _PLAIN_STRATEGY, _PLAIN_CLIENT, _DEFAULT_LOOP,
+         encrypted=False, server_sees_individual_updates=True),
+    Mode("he", "fl_app.fl.he_strategy.HEFedAvg", "fl_app.fl.he_client.HEKerasClient",
+         _DEFAULT_LOOP, encrypted=True, server_sees_individual_updates=False,
+         checks=(_no_centralized_evaluation,)),
+    Mode("secagg", _PLAIN_STRATEGY, _PLAIN_CLIENT, "fl_app.fl.rounds.secagg_workflow",
+         encrypted=False, server_sees_individual_updates=False,
+         checks=(_secagg_parameters,)),
+)}
+# fmt: on
 
 
 def mode_of(cfg: DictConfig) -> Mode:

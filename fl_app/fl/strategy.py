@@ -33,6 +33,8 @@ class WireMeter(Protocol):
     bytes_down: int
 
 
+EvaluateResults = list[tuple[ClientProxy, EvaluateRes]]
+
 # Called after every round with (round, global parameters, whether they are encrypted).
 RoundEndHook = Callable[[int, Parameters, bool], None]
 
@@ -123,20 +125,17 @@ class RecordingFedAvg(FedAvg):
             rnd, super().configure_fit(rnd, parameters, client_manager)
         )
         sampled = len(instructions)
-        instructions = [
-            (proxy, dataclasses.replace(ins, config={**ins.config, SAMPLED_KEY: sampled}))
-            for proxy, ins in instructions
-        ]
         self.history.record(rnd, fit_sampled=sampled, fit_available=client_manager.num_available())
-        sent = sum(payload_bytes(fit_ins.parameters) for _, fit_ins in instructions)
-        self.history.add(rnd, "bytes_down", sent)
-        return instructions
+        return self._counted(
+            rnd,
+            [
+                (proxy, dataclasses.replace(ins, config={**ins.config, SAMPLED_KEY: sampled}))
+                for proxy, ins in instructions
+            ],
+        )
 
     def aggregate_fit(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[Failure],
+        self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
         received = sum(payload_bytes(res.parameters) for _, res in results)
@@ -177,18 +176,15 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
-        instructions = self.complete_instructions(
-            rnd, super().configure_evaluate(rnd, parameters, client_manager)
+        return self._counted(
+            rnd,
+            self.complete_instructions(
+                rnd, super().configure_evaluate(rnd, parameters, client_manager)
+            ),
         )
-        sent = sum(payload_bytes(ins.parameters) for _, ins in instructions)
-        self.history.add(rnd, "bytes_down", sent)
-        return instructions
 
     def aggregate_evaluate(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, EvaluateRes]],
-        failures: list[Failure],
+        self, server_round: int, results: EvaluateResults, failures: list[Failure]
     ) -> tuple[float | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
         self._log_failures(rnd, "evaluate", failures)
@@ -207,6 +203,13 @@ class RecordingFedAvg(FedAvg):
     # ------------------------------------------------------------ bookkeeping
     def _run_round(self, server_round: int) -> int:
         return server_round + self.round_offset
+
+    def _counted(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
+        """`instructions`, their parameter bytes added to the round's `bytes_down`."""
+        self.history.add(
+            rnd, "bytes_down", sum(payload_bytes(i.parameters) for _, i in instructions)
+        )
+        return instructions
 
     def _log_failures(self, rnd: int, stage: str, failures: list[Failure]) -> None:
         for failure in failures:

@@ -40,34 +40,26 @@ class FederationDirs:
     """Where a local federation keeps its files."""
 
     root: Path
+    tls: Path  # CA, SuperLink certificate and key
+    he: Path  # secret.ctx, public.ctx, keys.json
+    nodes: Path  # SuperNode authentication key pairs
+    data: Path  # one data file per node
+    logs: Path  # one log per process
+    pids: Path  # one PID file per process (each its own process group)
+    state: Path  # the running federation's description (JSON)
 
-    @property
-    def tls(self) -> Path:
-        return self.root / "tls"
-
-    @property
-    def he(self) -> Path:
-        return self.root / "he"
-
-    @property
-    def nodes(self) -> Path:
-        return self.root / "node-keys"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def pids(self) -> Path:
-        return self.root / "pids"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "federation.json"
+    @classmethod
+    def at(cls, root: Path) -> FederationDirs:
+        return cls(
+            root=root,
+            tls=root / "tls",
+            he=root / "he",
+            nodes=root / "node-keys",
+            data=root / "data",
+            logs=root / "logs",
+            pids=root / "pids",
+            state=root / "federation.json",
+        )
 
 
 def start_process(name: str, command: list[str], where: FederationDirs, env: dict[str, str]) -> int:
@@ -106,7 +98,7 @@ def up(
     warm: bool = True,
 ) -> dict:
     """Provision and start a local TLS + node-auth federation; return its description."""
-    where = FederationDirs(root.resolve())
+    where = FederationDirs.at(root.resolve())
     if where.state.exists():
         raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
     if num_nodes < 1:
@@ -238,7 +230,7 @@ def stop_processes(where: FederationDirs, timeout: float = 20.0) -> list[str]:
 
 def down(root: Path) -> list[str]:
     """Stop what `up` started under `root`."""
-    where = FederationDirs(root.resolve())
+    where = FederationDirs.at(root.resolve())
     stopped = stop_processes(where)
     where.state.unlink(missing_ok=True)
     return stopped
