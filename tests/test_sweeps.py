@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from fl_app.config import CONF_DIR, compose_config
@@ -27,6 +28,15 @@ def sweep_jobs(name: str) -> list[list[str]]:
         [f"{k}={v}" for k, v in zip(keys, combo, strict=True)]
         for combo in itertools.product(*values)
     ]
+
+
+def test_the_sweep_config_is_the_apps_config_plus_what_only_sweeps_use():
+    overrides = ["+mode=he_dp", "task=breast_cancer", "seed=3"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweep = compose(config_name="sweep", overrides=[*overrides, "quiet=true"])
+    app = OmegaConf.to_container(compose_config(overrides))
+    assert {**app, "quiet": True} == OmegaConf.to_container(sweep)
+    assert "callbacks" not in (CONF_DIR / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
