@@ -203,7 +203,7 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     )
     summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
     summary.set_defaults(handler=_summarize)
-    # Internal: `federation up` starts it beside each SuperNode; not listed in --help.
+    # Internal (INTERNAL_COMMANDS): `federation up` starts one beside each SuperNode.
     warm = commands.add_parser(
         "warm-superexec",
         description="(internal) serve a SuperNode's ClientApp tasks from one warm process "
@@ -216,24 +216,16 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     warm.set_defaults(handler=_warm_superexec)
 
 
-PUBLIC_COMMANDS = (
-    "keygen",
-    "decrypt",
-    "certs",
-    "node-key",
-    "export-partitions",
-    "federation",
-    "summarize",
-)
+INTERNAL_COMMANDS = {"warm-superexec"}  # started by other commands; not in `fl-app --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fl-app", description=__doc__)
-    commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{" + ",".join(PUBLIC_COMMANDS) + "}"
-    )
+    commands = parser.add_subparsers(dest="command", required=True)
     _add_key_commands(commands)
     _add_federation_commands(commands)
+    public = [name for name in commands.choices if name not in INTERNAL_COMMANDS]
+    commands.metavar = "{" + ",".join(public) + "}"
     return parser
 
 
