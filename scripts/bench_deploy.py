@@ -17,14 +17,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from fl_app.ops import federation as deploy
-
-ROOT = Path(__file__).resolve().parent.parent
+from fl_app.ops.flower import FlowerCLI
 
 
 def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
@@ -37,12 +34,11 @@ def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
             f"federation=deployment federation.num_supernodes={nodes} task=digits "
             f"he.public_context={info['public_context']}"
         )
-        subprocess.run(
-            [str(Path(sys.executable).parent / "flwr"), "run", ".", deploy.CONNECTION,
-             "--stream", "--run-config",
-             f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'"],
-            cwd=ROOT, check=True, capture_output=True, timeout=1800,
-        )  # fmt: skip
+        result = FlowerCLI(dict(os.environ), deploy.CONNECTION).submit(
+            f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'", timeout=1800
+        )
+        if result.status != "finished:completed":
+            raise RuntimeError(f"{mode} run ended {result.status}:\n{result.output[-2000:]}")
     finally:
         deploy.down(fed)
     rows = json.loads((out / "metrics.json").read_text())
