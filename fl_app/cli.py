@@ -198,11 +198,6 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
         "--cold", action="store_true", help="Flower's default: a new process per ClientApp task"
     )
     federation.set_defaults(handler=_federation)
-    summary = commands.add_parser(
-        "summarize", help="tables and plots for an fl-experiment multirun directory"
-    )
-    summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
-    summary.set_defaults(handler=_summarize)
     # Internal (INTERNAL_COMMANDS): `federation up` starts one beside each SuperNode.
     warm = commands.add_parser(
         "warm-superexec",
@@ -216,6 +211,14 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     warm.set_defaults(handler=_warm_superexec)
 
 
+def _add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    summary = commands.add_parser(
+        "summarize", help="tables and plots for an fl-experiment multirun directory"
+    )
+    summary.add_argument("path", type=Path, help="e.g. multirun/2026-11-30/10-00-00")
+    summary.set_defaults(handler=_summarize)
+
+
 INTERNAL_COMMANDS = {"warm-superexec"}  # started by other commands; not in `fl-app --help`
 
 
@@ -224,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_key_commands(commands)
     _add_federation_commands(commands)
+    _add_sweep_commands(commands)
     public = [name for name in commands.choices if name not in INTERNAL_COMMANDS]
     commands.metavar = "{" + ",".join(public) + "}"
     return parser

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,14 +18,14 @@ import pytest
 
 from fl_app.ops import federation as deploy
 from fl_app.ops import procs
-from fl_app.ops.flower import flower_bin, free_port
+from fl_app.ops.flower import FlowerCLI, flower_bin, free_port
 from fl_app.ops.procs import pids_below
 from fl_app.ops.provision import make_node_key
 from fl_app.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-FLWR = str(Path(sys.executable).parent / "flwr")
+FLWR = flower_bin("flwr")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +49,13 @@ def federation(tmp_path_factory):
                 assert not procs.group_alive(pid), f"{name} (PID {pid}) survived down"
 
 
+def cli() -> FlowerCLI:
+    """`flwr` with this test's FLWR_HOME (set by the `federation` fixture)."""
+    return FlowerCLI(dict(os.environ), deploy.CONNECTION)
+
+
 def flwr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [FLWR, *args], capture_output=True, text=True, timeout=timeout, check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+    return cli().flwr(*args, timeout=timeout)
 
 
 def online_nodes() -> int:
@@ -63,8 +64,7 @@ def online_nodes() -> int:
 
 
 def run_status(run_id: int) -> str:
-    runs = json.loads(flwr("ls", deploy.CONNECTION, "--format", "json").stdout)["runs"]
-    return next(run["status"] for run in runs if int(run["run-id"]) == run_id)
+    return cli().run_status(run_id)
 
 
 def start_run(out: Path, overrides: str, log_path: Path) -> subprocess.Popen:

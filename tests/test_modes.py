@@ -37,3 +37,10 @@ def test_only_the_secagg_mode_has_secagg_keys():
     assert "secagg_num_shares" in compose_config(["strategy=secagg"]).strategy
     with pytest.raises(ConfigError, match="secagg_num_shares"):
         compose_config(["strategy=he", "strategy.secagg_num_shares=5"])
+
+
+def test_the_strategy_options_hydra_offers_are_exactly_the_modes():
+    with pytest.raises(ConfigError, match="Available options in 'strategy'") as err:
+        compose_config(["strategy=fedprox"])
+    listed = err.value.args[0].split("Available options in 'strategy':")[1].split("Config")[0]
+    assert sorted(listed.split()) == sorted(MODES)

@@ -34,7 +34,7 @@ def test_gate_passes(command):
 
 
 def test_modules_and_functions_fit_on_a_screen():
-    """House size limits (STYLE.md): modules of a few hundred lines, functions of a screen."""
+    """House size limits: modules of a few hundred lines at most, functions that fit a screen."""
     too_long = []
     for path in sorted((ROOT / "fl_app").rglob("*.py")):
         text = path.read_text()

@@ -122,7 +122,8 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="app_schema", node=AppConfig)
     store.store(name="sweep_schema", node=SweepConfig)
-    store.store(group="strategy", name="secagg_schema", node=SecAggStrategyConfig)
+    # Outside the strategy/ group, so that it is not one of its options.
+    store.store(group="schema/strategy", name="secagg", node=SecAggStrategyConfig)
 
 
 register()

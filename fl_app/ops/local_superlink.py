@@ -73,7 +73,8 @@ class LocalSuperLink:
             raise RuntimeError(f"{err}: {self.log_file.read_text()[-2000:]}") from err
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """End the SuperLink's process group (also what outlived the SuperLink itself)."""
+        if self.process is None:
             return
         procs.stop_group(self.process.pid)  # start_group: the group id is our child's PID
         self.process.wait(timeout=10)

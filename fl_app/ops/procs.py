@@ -135,5 +135,5 @@ def _gone_within(pgid: int, timeout: float) -> bool:
     while group_alive(pgid):
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        time.sleep(0.2)
     return True

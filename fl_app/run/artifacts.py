@@ -125,6 +125,8 @@ def write_artifacts(
     `net` is the run's Keras model (anything with `set_weights`, `save`, `count_params`).
     """
     history = state.history
+    write_metrics(history, run_dir)
+    write_plot(history, run_dir / "metrics.png", f"{cfg.task.name} / {cfg.strategy.name}")
     final_model = None
     if state.encrypted:
         logger.info(
@@ -160,8 +162,6 @@ def write_artifacts(
         )
         logger.info("Privacy spent: epsilon=%s at delta=%g", summary["dp"]["epsilon"],
                     cfg.dp.delta)  # fmt: skip
-    write_metrics(history, run_dir)
-    write_plot(history, run_dir / "metrics.png", f"{cfg.task.name} / {cfg.strategy.name}")
     write_json(run_dir / "summary.json", summary)
     logger.info(
         "Run finished: %d round(s), final accuracy %s",
