@@ -73,13 +73,14 @@ def _node_key(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from fl_app.config import compose_config
+    from fl_app.config.task import data_spec
     from fl_app.ml.data import PartitionSpec
     from fl_app.ml.node_files import export_partitions
 
     cfg = compose_config([f"task={args.task}", f"partition={args.partition}", *args.override])
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
-        cfg.task.name,
+        data_spec(cfg),
         spec,
         args.out,
         server_test_fraction=float(cfg.task.server_test_fraction),

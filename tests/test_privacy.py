@@ -22,6 +22,7 @@ from fl_app.fl.protocol import SAMPLED_KEY
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.ml.data import ClientData, Split
 from fl_app.ml.models import build_model, weights_of
+from fl_app.ml.objective import CLASSIFICATION
 from fl_app.privacy.dp import DPSettings, RoundRelease, clip, epsilon, global_norm, privatize
 from fl_app.privacy.report import privacy_report
 from fl_app.run.history import RunHistory
@@ -140,18 +141,28 @@ def test_the_strategy_tells_clients_how_many_were_sampled():
     assert (history.row(1)["fit_sampled"], history.row(1)["fit_available"]) == (2, 4)
 
 
+def tabular_mlp():
+    """The built-in MLP for 30 features and 2 classes."""
+    return build_model(
+        "mlp",
+        model_args={"input_shape": (30,), "outputs": 2},
+        objective=CLASSIFICATION,
+        optimizer="adam",
+        learning_rate=0.05,
+        seed=0,
+    )
+
+
 def tiny_client(dp: DPSettings | None) -> KerasClient:
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 30)).astype(np.float32), rng.integers(0, 2, 40)
     data = ClientData(train=Split(x, y), test=Split(x[:10], y[:10]))
-    factory = lambda: build_model("breast_cancer", "mlp", optimizer="adam",  # noqa: E731
-                                  learning_rate=0.05, seed=0)  # fmt: skip
+    factory = tabular_mlp
     return KerasClient(factory, data, local_epochs=2, batch_size=8, seed=0, dp=dp)
 
 
 def test_a_dp_client_sends_a_clipped_update_with_weight_one_and_no_training_metrics():
-    start = weights_of(build_model("breast_cancer", "mlp", optimizer="adam",
-                                   learning_rate=0.05, seed=0))  # fmt: skip
+    start = weights_of(tabular_mlp())
     plain_weights, plain_n, plain_metrics = tiny_client(None).fit(start, {SAMPLED_KEY: 3})
     assert plain_n == 40 and "train_loss" in plain_metrics
     plain_update = [w - s for w, s in zip(plain_weights, start, strict=True)]

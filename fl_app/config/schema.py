@@ -8,15 +8,36 @@ its `name` and what differs from these defaults (see conf/README.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
 @dataclass
+class ObjectiveConfig:
+    type: str = "classification"  # classification (integer labels) | regression
+    loss: str = "sparse_categorical_crossentropy"  # a Keras loss name (mse, mae, ...)
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])  # Keras metric names
+    primary: str = "accuracy"  # what runs are judged by: "loss" or one of `metrics`
+    higher_is_better: bool = True  # direction of `primary` (false for loss, mse, mae)
+
+
+@dataclass
 class TaskConfig:
-    name: str = MISSING  # dataset: digits | breast_cancer
-    model: str = MISSING  # architecture: cnn (digits only) | mlp | wide_mlp (~1M params)
+    """A task plug-in: model + data + objective (conf/task/*.yaml; README "Your own task")."""
+
+    name: str = MISSING  # the task's name (checkpoints, summaries, plots)
+    # built-in architecture (cnn | mlp | wide_mlp | seed_mlp), a .keras file, or the
+    # import path of a callable returning a keras.Model (compiled or not)
+    model: str = MISSING
+    model_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `model`
+    # bundled set (digits | breast_cancer | diabetes) or the import path of a callable
+    # returning (x, y) arrays
+    source: str = MISSING
+    source_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `source`
+    preprocess: str = "none"  # none | standardize (each holder with its own statistics)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     server_test_fraction: float = 0.2  # share held out for the server's test set
     client_test_fraction: float = 0.2  # share of each partition kept for local eval
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from fl_app.config.errors import require
 from fl_app.config.modes import mode_of
 from fl_app.crypto.presets import PRESETS
+from fl_app.ml.sources import BUNDLED, PREPROCESSING
 
-TASKS = ("digits", "breast_cancer")
-MODELS = ("cnn", "mlp", "wide_mlp")
+# fl_app.ml.models.BUILTIN_MODELS (tests keep the two equal; config imports no Keras)
+MODELS = ("cnn", "mlp", "wide_mlp", "seed_mlp")
+OBJECTIVES = ("classification", "regression")
 PARTITIONS = ("iid", "dirichlet")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -30,16 +35,56 @@ def validate(cfg: DictConfig) -> None:
 
 def _task(cfg: DictConfig) -> None:
     task = cfg.task
-    require(task.name in TASKS, "task.name", task.name, f"one of {TASKS}")
-    require(task.model in MODELS, "task.model", task.model, f"one of {MODELS}")
+    require(bool(task.name), "task.name", task.name, "a non-empty name")
+    _importable("task.model", task.model, MODELS, ".keras")
+    shape = BUNDLED[task.source].feature_shape if task.source in BUNDLED else None
     require(
-        task.model != "cnn" or task.name == "digits",
+        task.model != "cnn" or shape is None or len(shape) == 3,
         "task.model",
         task.model,
-        "'cnn' only with task=digits (image data); use 'mlp'",
+        "'cnn' only with task=digits or other image data; use 'mlp'",
+    )
+    _importable("task.source", task.source, tuple(BUNDLED))
+    require(
+        task.preprocess in PREPROCESSING,
+        "task.preprocess",
+        task.preprocess,
+        f"one of {PREPROCESSING}",
+    )
+    objective = task.objective
+    require(
+        objective.type in OBJECTIVES, "task.objective.type", objective.type, f"one of {OBJECTIVES}"
+    )
+    allowed = ("loss", *objective.metrics)
+    require(
+        objective.primary in allowed,
+        "task.objective.primary",
+        objective.primary,
+        f"one of {allowed}",
     )
     for key in ("server_test_fraction", "client_test_fraction"):
         require(0.0 < task[key] < 1.0, f"task.{key}", task[key], "a number in (0, 1)")
+
+
+def _importable(key: str, value: str, names: tuple[str, ...], suffix: str = "") -> None:
+    """`value` is one of `names`, a file ending in `suffix`, or an importable callable path."""
+    if value in names or (suffix and value.endswith(suffix)):
+        if suffix and value.endswith(suffix):
+            require(Path(value).expanduser().is_file(), key, value, f"an existing {suffix} file")
+        return
+    module, sep, attr = value.partition(":")
+    if not sep:
+        module, _, attr = value.rpartition(".")
+    allowed = f"one of {names}" + (f", a {suffix} file" if suffix else "")
+    allowed += " or the import path of a callable (package.module.function)"
+    require(bool(module and attr) and _module_exists(module), key, value, allowed)
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that does not exist
+        return False
 
 
 def _train(cfg: DictConfig) -> None:
@@ -56,6 +101,12 @@ def _partition(cfg: DictConfig) -> None:
     part = cfg.partition
     require(part.name in PARTITIONS, "partition.name", part.name, f"one of {PARTITIONS}")
     require(part.alpha > 0, "partition.alpha", part.alpha, "a number > 0")
+    require(
+        part.name != "dirichlet" or cfg.task.objective.type == "classification",
+        "partition.name",
+        part.name,
+        "'dirichlet' only for classification tasks (it splits by label); use 'iid'",
+    )
     require(
         part.min_partition_size >= 2,
         "partition.min_partition_size",

@@ -99,6 +99,7 @@ class KerasClient(NumPyClient):
     ) -> tuple[float, int, dict[str, Scalar]]:
         self.net.set_weights(self.weights_in(parameters, config))
         started = time.perf_counter()
-        loss, accuracy = evaluate(self.net, self.data.test, batch_size=self.batch_size)
+        results = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         elapsed = time.perf_counter() - started
-        return loss, len(self.data.test), {"accuracy": accuracy, "eval_seconds": elapsed}
+        loss = results.pop("loss")
+        return loss, len(self.data.test), {**results, "eval_seconds": elapsed}

@@ -13,9 +13,10 @@ from flwr.app import Context
 from flwr.client import Client
 from flwr.common import NDArrays, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fl_app.config import Mode, load_config, mode_of
+from fl_app.config.task import data_spec, objective
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
@@ -26,7 +27,7 @@ from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
-from fl_app.ml.models import build_model, evaluate, weights_of
+from fl_app.ml.models import BUILTIN_MODELS, build_model, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
 from fl_app.privacy.dp import DPSettings
 from fl_app.run.state import RunState
@@ -34,9 +35,18 @@ from fl_app.run.state import RunState
 
 def new_model(cfg: DictConfig) -> keras.Model:
     """The configured model, initialised from the run's seed."""
+    task = cfg.task
+    args = OmegaConf.to_container(task.model_args, resolve=True)
+    if task.model in BUILTIN_MODELS:  # shapes from the bundled data unless given
+        data = data_spec(cfg)
+        if data.feature_shape is not None:
+            args.setdefault("input_shape", data.feature_shape)
+        args.setdefault("outputs", data.num_classes if data.classification else 1)
+        args.setdefault("name", f"{task.name}_{task.model}")
     return build_model(
-        cfg.task.name,
-        cfg.task.model,
+        str(task.model),
+        model_args=args,
+        objective=objective(cfg),
         optimizer=cfg.train.optimizer,
         learning_rate=float(cfg.train.learning_rate),
         seed=int(cfg.seed),
@@ -54,14 +64,14 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
         path = Path(str(node_config[NODE_DATA_KEY])).expanduser()
         data = load_node_data(
             path,
-            cfg.task.name,
+            data_spec(cfg),
             client_test_fraction=float(cfg.task.client_test_fraction),
             seed=int(cfg.seed),
         )
         return data, int(cfg.seed) + zlib.crc32(str(path).encode())
     partition_id = int(node_config["partition-id"])
     data = load_client_data(
-        cfg.task.name,
+        data_spec(cfg),
         PartitionSpec.from_config(cfg.partition, int(node_config["num-partitions"])),
         partition_id,
         server_test_fraction=float(cfg.task.server_test_fraction),
@@ -105,14 +115,14 @@ def client_fn(context: Context) -> Client:
 # ---------------------------------------------------------------- the ServerApp side
 def centralized_evaluation(cfg: DictConfig, net: keras.Model):
     """An `evaluate_fn` on the server's held-out test set (plaintext modes only)."""
-    test = load_server_test(cfg.task.name, float(cfg.task.server_test_fraction), int(cfg.seed))
+    test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))
 
     def evaluate_fn(
         server_round: int, weights: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, dict[str, Scalar]]:
         net.set_weights(weights)
-        loss, accuracy = evaluate(net, test, batch_size=int(cfg.train.batch_size))
-        return loss, {"accuracy": accuracy}
+        results = evaluate(net, test, batch_size=int(cfg.train.batch_size))
+        return results.pop("loss"), results
 
     return evaluate_fn
 

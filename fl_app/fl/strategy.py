@@ -168,7 +168,7 @@ class RecordingFedAvg(FedAvg):
         if result is not None:
             loss, metrics = result
             self.history.record(
-                rnd, centralized_loss=loss, centralized_accuracy=metrics.get("accuracy")
+                rnd, centralized_loss=loss, **{f"centralized_{k}": v for k, v in metrics.items()}
             )
         return result
 
@@ -194,8 +194,8 @@ class RecordingFedAvg(FedAvg):
             eval_clients=len(results),
             eval_failures=len(failures),
             eval_loss=loss,
-            eval_accuracy=metrics.get("accuracy"),
             eval_seconds=metrics.get("eval_seconds"),
+            **{f"eval_{k}": v for k, v in metrics.items() if k != "eval_seconds"},
         )
         self._end_round(rnd)
         return loss, metrics

@@ -1,4 +1,7 @@
-"""Bundled datasets, federated partitioning and per-client splits (offline, seeded)."""
+"""A task's data pool, federated partitioning and per-client splits (offline, seeded).
+
+Data is named by a `DataSpec` (fl_app.ml.sources), or by the name of a bundled set.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
-from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
+
+from fl_app.ml.sources import PREPROCESSING, DataSpec, load_source
 
 
 @dataclass(frozen=True)
 class Split:
-    """Features and integer labels of one split."""
+    """Features and targets (integer labels, or values for regression) of one split."""
 
     x: np.ndarray
     y: np.ndarray
@@ -54,32 +58,6 @@ class PartitionSpec:
         )
 
 
-def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[..., np.newaxis]
-    return x, bunch.target.astype(np.int64)
-
-
-def _load_breast_cancer() -> tuple[np.ndarray, np.ndarray]:
-    bunch = load_breast_cancer()
-    return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
-
-
-_LOADERS = {"digits": _load_digits, "breast_cancer": _load_breast_cancer}
-NUM_CLASSES = {"digits": 10, "breast_cancer": 2}
-
-
-def input_shape(task: str) -> tuple[int, ...]:
-    """Shape of one example of `task`."""
-    return {"digits": (8, 8, 1), "breast_cancer": (30,)}[_check_task(task)]
-
-
-def _check_task(task: str) -> str:
-    if task not in _LOADERS:
-        raise ValueError(f"task={task!r} is unknown: allowed {sorted(_LOADERS)}")
-    return task
-
-
 def _standardise(train: Split, *others: Split) -> tuple[Split, ...]:
     """Scale features with statistics of `train` only (no data leaves the holder)."""
     mean = train.x.mean(axis=0)
@@ -87,19 +65,32 @@ def _standardise(train: Split, *others: Split) -> tuple[Split, ...]:
     return tuple(Split(((s.x - mean) / std).astype(np.float32), s.y) for s in (train, *others))
 
 
-def preprocess(task: str, train: Split, *others: Split) -> tuple[Split, ...]:
-    """Task-specific preprocessing; digits are already scaled to [0, 1]."""
-    if task == "breast_cancer":
+def preprocess(data: DataSpec | str, train: Split, *others: Split) -> tuple[Split, ...]:
+    """The task's preprocessing, fitted on `train` (one holder's own data) only."""
+    data = DataSpec.of(data)
+    if data.preprocess == "standardize":
         return _standardise(train, *others)
+    if data.preprocess != "none":
+        raise ValueError(f"preprocess={data.preprocess!r} is unknown: allowed {PREPROCESSING}")
     return (train, *others)
 
 
+def pool_and_server_test(
+    data: DataSpec | str, server_test_fraction: float, seed: int
+) -> tuple[Split, Split]:
+    """The clients' pool and the server's held-out test set (stratified by label)."""
+    return _pool_and_server_test(DataSpec.of(data), server_test_fraction, seed)
+
+
 @lru_cache(maxsize=8)
-def pool_and_server_test(task: str, server_test_fraction: float, seed: int) -> tuple[Split, Split]:
-    x, y = _LOADERS[_check_task(task)]()
+def _pool_and_server_test(
+    data: DataSpec, server_test_fraction: float, seed: int
+) -> tuple[Split, Split]:
+    x, y = load_source(data)
     x_pool, x_test, y_pool, y_test = train_test_split(
-        x, y, test_size=server_test_fraction, random_state=seed, stratify=y
-    )
+        x, y, test_size=server_test_fraction, random_state=seed,
+        stratify=y if data.classification else None,
+    )  # fmt: skip
     return Split(x_pool, y_pool), Split(x_test, y_test)
 
 
@@ -140,17 +131,28 @@ def partition_indices(labels: np.ndarray, spec: PartitionSpec, seed: int) -> tup
     )
 
 
-@lru_cache(maxsize=8)
 def pool_partitions(
-    task: str, server_test_fraction: float, spec: PartitionSpec, seed: int
+    data: DataSpec | str, server_test_fraction: float, spec: PartitionSpec, seed: int
 ) -> tuple[np.ndarray, ...]:
     """Partitions of the client pool, computed once per process (clients share it)."""
-    pool, _ = pool_and_server_test(task, server_test_fraction, seed)
+    data = DataSpec.of(data)
+    if spec.name == "dirichlet" and not data.classification:
+        raise ValueError(
+            "partition=dirichlet splits by label: allowed only for classification tasks"
+        )
+    return _pool_partitions(data, server_test_fraction, spec, seed)
+
+
+@lru_cache(maxsize=8)
+def _pool_partitions(
+    data: DataSpec, server_test_fraction: float, spec: PartitionSpec, seed: int
+) -> tuple[np.ndarray, ...]:
+    pool, _ = _pool_and_server_test(data, server_test_fraction, seed)
     return partition_indices(pool.y, spec, seed)
 
 
 def load_client_data(
-    task: str,
+    data: DataSpec | str,
     spec: PartitionSpec,
     partition_id: int,
     *,
@@ -163,8 +165,8 @@ def load_client_data(
         raise ValueError(
             f"partition_id={partition_id} is invalid: allowed 0..{spec.num_partitions - 1}"
         )
-    pool, _ = pool_and_server_test(task, server_test_fraction, seed)
-    rows = pool_partitions(task, server_test_fraction, spec, seed)[partition_id]
+    pool, _ = pool_and_server_test(data, server_test_fraction, seed)
+    rows = pool_partitions(data, server_test_fraction, spec, seed)[partition_id]
     if len(rows) < 2:
         raise ValueError(
             f"partition {partition_id} has {len(rows)} rows; at least 2 are needed "
@@ -174,14 +176,14 @@ def load_client_data(
         rows, test_size=client_test_fraction, random_state=seed + partition_id
     )
     train, test = preprocess(
-        task,
+        data,
         Split(pool.x[train_rows], pool.y[train_rows]),
         Split(pool.x[test_rows], pool.y[test_rows]),
     )
     return ClientData(train=train, test=test)
 
 
-def load_server_test(task: str, server_test_fraction: float, seed: int) -> Split:
+def load_server_test(data: DataSpec | str, server_test_fraction: float, seed: int) -> Split:
     """The held-out set for centralised evaluation (plaintext mode only)."""
-    _, test = pool_and_server_test(task, server_test_fraction, seed)
-    return preprocess(task, test)[0]
+    _, test = pool_and_server_test(data, server_test_fraction, seed)
+    return preprocess(data, test)[0]

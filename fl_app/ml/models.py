@@ -1,43 +1,101 @@
-"""Keras 3 models for the bundled tasks, and local training/evaluation."""
+"""Keras 3 models: the built-in architectures, a user's model by import path or `.keras`
+file, compiled from the task's objective; local training and evaluation."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
-from fl_app.ml.data import NUM_CLASSES, Split, input_shape
+from fl_app.ml.data import Split
+from fl_app.ml.objective import Objective
+from fl_app.ml.sources import resolve
 
 
+# ---------------------------------------------------------------- built-in architectures
+def cnn(input_shape: tuple[int, ...], outputs: int, name: str = "cnn") -> keras.Model:
+    """A small CNN for 8x8 images (digits)."""
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    return _classifier(inputs, x, outputs, name)
+
+
+def mlp(input_shape: tuple[int, ...], outputs: int, name: str = "mlp") -> keras.Model:
+    """Two hidden layers (32, 16) for tabular features."""
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    return _classifier(inputs, x, outputs, name)
+
+
+def wide_mlp(input_shape: tuple[int, ...], outputs: int, name: str = "wide_mlp") -> keras.Model:
+    """About 1M parameters on digits: for scale benchmarks."""
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    x = keras.layers.Dense(896, activation="relu")(x)
+    return _classifier(inputs, x, outputs, name)
+
+
+def seed_mlp(input_shape: tuple[int, ...], outputs: int = 1, name: str = "seed_mlp") -> keras.Model:
+    """The design document's regression MLP: Dense(10, relu) -> Dense(10, relu) -> Dense(1)."""
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Dense(10, activation="relu")(inputs)
+    x = keras.layers.Dense(10, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(outputs)(x), name=name)
+
+
+def _classifier(inputs: Any, x: Any, outputs: int, name: str) -> keras.Model:
+    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x), name=name)
+
+
+BUILTIN_MODELS: dict[str, Callable[..., keras.Model]] = {
+    "cnn": cnn,
+    "mlp": mlp,
+    "wide_mlp": wide_mlp,
+    "seed_mlp": seed_mlp,
+}
+
+
+# ---------------------------------------------------------------- building
 def build_model(
-    task: str, model: str, *, optimizer: str, learning_rate: float, seed: int
+    model: str,
+    *,
+    model_args: Mapping[str, Any],
+    objective: Objective,
+    optimizer: str,
+    learning_rate: float,
+    seed: int,
 ) -> keras.Model:
-    """A compiled model for `task`; same seed, same initial weights."""
+    """The task's model, compiled from `objective` unless it came compiled; same seed,
+    same initial weights.
+
+    `model` is a built-in architecture's name, a path to a `.keras` file, or the import
+    path of a callable that returns a `keras.Model` (called with `model_args`).
+    """
     keras.utils.set_random_seed(seed)
-    num_classes = NUM_CLASSES[task]
-    inputs = keras.Input(shape=input_shape(task))
-    if model == "cnn":
-        x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-        x = keras.layers.MaxPooling2D()(x)
-        x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-        x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(64, activation="relu")(x)
-    elif model == "mlp":
-        x = keras.layers.Flatten()(inputs)
-        x = keras.layers.Dense(32, activation="relu")(x)
-        x = keras.layers.Dense(16, activation="relu")(x)
-    elif model == "wide_mlp":  # about 1M parameters on digits: for scale benchmarks
-        x = keras.layers.Flatten()(inputs)
-        x = keras.layers.Dense(1024, activation="relu")(x)
-        x = keras.layers.Dense(896, activation="relu")(x)
+    if model in BUILTIN_MODELS:
+        net = BUILTIN_MODELS[model](**model_args)
+    elif model.endswith(".keras"):
+        net = keras.saving.load_model(Path(model).expanduser())
     else:
-        raise ValueError(f"model={model!r} is unknown: allowed ['cnn', 'mlp', 'wide_mlp']")
-    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
-    net = keras.Model(inputs, outputs, name=f"{task}_{model}")
-    net.compile(
-        optimizer=_optimizer(optimizer, learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+        net = resolve(model)(**model_args)
+    if not isinstance(net, keras.Model):
+        raise ValueError(f"task.model={model!r} returned {type(net).__name__}, not a keras.Model")
+    if not net.compiled:
+        net.compile(
+            optimizer=_optimizer(optimizer, learning_rate),
+            loss=objective.loss,
+            metrics=list(objective.metrics),
+        )
     return net
 
 
@@ -49,22 +107,20 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     raise ValueError(f"optimizer={name!r} is unknown: allowed ['adam', 'sgd']")
 
 
+# ---------------------------------------------------------------- local work
 def train(
     net: keras.Model, data: Split, *, epochs: int, batch_size: int, seed: int
 ) -> dict[str, float]:
-    """Train in place; return the last epoch's loss and accuracy."""
+    """Train in place; return the last epoch's loss and metrics as `train_<name>`."""
     keras.utils.set_random_seed(seed)
     history = net.fit(data.x, data.y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    return {
-        "train_loss": float(history.history["loss"][-1]),
-        "train_accuracy": float(history.history["accuracy"][-1]),
-    }
+    return {f"train_{name}": float(values[-1]) for name, values in history.history.items()}
 
 
-def evaluate(net: keras.Model, data: Split, *, batch_size: int) -> tuple[float, float]:
-    """Loss and accuracy of `net` on `data`."""
-    loss, accuracy = net.evaluate(data.x, data.y, batch_size=batch_size, verbose=0)
-    return float(loss), float(accuracy)
+def evaluate(net: keras.Model, data: Split, *, batch_size: int) -> dict[str, float]:
+    """Loss and every compiled metric of `net` on `data`, by name."""
+    results = net.evaluate(data.x, data.y, batch_size=batch_size, verbose=0, return_dict=True)
+    return {name: float(value) for name, value in results.items()}
 
 
 def weights_of(net: keras.Model) -> list[np.ndarray]:

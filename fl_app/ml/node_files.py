@@ -8,21 +8,20 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fl_app.ml.data import (
-    NUM_CLASSES,
     ClientData,
     PartitionSpec,
     Split,
-    input_shape,
     pool_and_server_test,
     pool_partitions,
     preprocess,
 )
+from fl_app.ml.sources import DataSpec
 
-LABEL_COLUMN = "label"  # the label column of a node's CSV data file
+LABEL_COLUMN = "label"  # the target column of a node's CSV data file
 
 
 def export_partitions(
-    task: str,
+    data: DataSpec | str,
     spec: PartitionSpec,
     out_dir: Path,
     *,
@@ -33,10 +32,11 @@ def export_partitions(
     """Write one data file per partition: what each SuperNode of a deployment holds."""
     if file_format not in ("npz", "csv"):
         raise ValueError(f"format={file_format!r} is invalid: allowed 'npz' or 'csv'")
-    pool, _ = pool_and_server_test(task, server_test_fraction, seed)
+    data = DataSpec.of(data)
+    pool, _ = pool_and_server_test(data, server_test_fraction, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for pid, rows in enumerate(pool_partitions(task, server_test_fraction, spec, seed)):
+    for pid, rows in enumerate(pool_partitions(data, server_test_fraction, spec, seed)):
         path = out_dir / f"partition_{pid}.{file_format}"
         x, y = pool.x[rows], pool.y[rows]
         if file_format == "npz":
@@ -44,14 +44,17 @@ def export_partitions(
         else:
             flat = x.reshape(len(x), -1)
             header = ",".join([*(f"f{i}" for i in range(flat.shape[1])), LABEL_COLUMN])
+            target = "%d" if data.classification else "%.8g"
             np.savetxt(path, np.column_stack([flat, y]), delimiter=",", header=header,
-                       comments="", fmt=["%.8g"] * flat.shape[1] + ["%d"])  # fmt: skip
+                       comments="", fmt=["%.8g"] * flat.shape[1] + [target])  # fmt: skip
         paths.append(path)
     return paths
 
 
-def read_data_file(path: Path, task: str) -> Split:
-    """Features and labels from a node's NPZ (`x`, `y`) or CSV (a `label` column) file."""
+def read_data_file(path: Path, data: DataSpec | str) -> Split:
+    """Features and targets from a node's NPZ (`x`, `y`) or CSV (a `label` column) file,
+    checked against the task's example shape and label range."""
+    data = DataSpec.of(data)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data-path={str(path)!r} is invalid: no such file")
@@ -69,32 +72,39 @@ def read_data_file(path: Path, task: str) -> Split:
         x, y = np.delete(table, label, axis=1), table[:, label]
     else:
         raise ValueError(f"data-path={str(path)!r} is invalid: allowed a .npz or .csv file")
-    shape = input_shape(task)
+    shape = data.feature_shape or tuple(x.shape[1:])
     if x.size != len(x) * int(np.prod(shape)):
         raise ValueError(
-            f"{path}: rows of {x.shape[1:]} values do not fit task {task!r} (needs {shape})"
+            f"{path}: rows of {x.shape[1:]} values do not fit task {data.source!r} (needs {shape})"
         )
+    if len(y) != len(x):
+        raise ValueError(f"{path}: {len(y)} targets for {len(x)} rows, allowed one per row")
+    return Split(x.reshape(len(x), *shape).astype(np.float32), _targets(path, y, data))
+
+
+def _targets(path: Path, y: np.ndarray, data: DataSpec) -> np.ndarray:
+    if not data.classification:
+        return y.astype(np.float32)
     labels = y.astype(np.int64)
-    if (
-        len(labels) != len(x)
-        or labels.min(initial=0) < 0
-        or labels.max(initial=0) >= NUM_CLASSES[task]
-    ):
-        raise ValueError(f"{path}: labels must be integers 0..{NUM_CLASSES[task] - 1}, one per row")
-    return Split(x.reshape(len(x), *shape).astype(np.float32), labels)
+    classes = data.num_classes
+    if labels.min(initial=0) < 0 or (classes is not None and labels.max(initial=0) >= classes):
+        raise ValueError(f"{path}: labels must be integers 0..{(classes or 1) - 1}, one per row")
+    return labels
 
 
-def load_node_data(path: Path, task: str, *, client_test_fraction: float, seed: int) -> ClientData:
+def load_node_data(
+    path: Path, data: DataSpec | str, *, client_test_fraction: float, seed: int
+) -> ClientData:
     """A SuperNode's own data file, split into local train and test sets."""
-    data = read_data_file(path, task)
-    if len(data) < 2:
-        raise ValueError(f"{path} has {len(data)} rows; at least 2 are needed")
+    rows = read_data_file(path, data)
+    if len(rows) < 2:
+        raise ValueError(f"{path} has {len(rows)} rows; at least 2 are needed")
     train_rows, test_rows = train_test_split(
-        np.arange(len(data)), test_size=client_test_fraction, random_state=seed
+        np.arange(len(rows)), test_size=client_test_fraction, random_state=seed
     )
     train, test = preprocess(
-        task,
-        Split(data.x[train_rows], data.y[train_rows]),
-        Split(data.x[test_rows], data.y[test_rows]),
+        data,
+        Split(rows.x[train_rows], rows.y[train_rows]),
+        Split(rows.x[test_rows], rows.y[test_rows]),
     )
     return ClientData(train=train, test=test)

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
 from fl_app.config import Mode
@@ -52,31 +53,34 @@ def write_metrics(history: RunHistory, out_dir: Path) -> None:
     """metrics.csv and metrics.json, one row per round."""
     rows = history.rows()
     (out_dir / "metrics.json").write_text(json.dumps(rows, indent=2))
+    # the task's own metrics (auc, mae, ...) after the standard columns
+    extra = sorted({key for row in rows for key in row} - set(COLUMNS))
     with (out_dir / "metrics.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
 
-def write_plot(history: RunHistory, path: Path, title: str) -> None:
-    """Loss and accuracy per round for every kind of evaluation the run produced."""
+def write_plot(history: RunHistory, path: Path, title: str, metric: str = "accuracy") -> None:
+    """Loss and the task's primary `metric` per round, for every kind of evaluation run."""
     rows = history.rows()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     series = (("train", "local training"), ("eval", "federated eval"))
     series += (("centralized", "centralised eval"),)
     for prefix, label in series:
-        for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for ax, name in ((ax_loss, "loss"), (ax_acc, metric)):
             points = [
-                (row["round"], row[f"{prefix}_{metric}"])
+                (row["round"], row[f"{prefix}_{name}"])
                 for row in rows
-                if row.get(f"{prefix}_{metric}") is not None
+                if row.get(f"{prefix}_{name}") is not None
             ]
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", label=label)
-    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    for ax, name in ((ax_loss, "loss"), (ax_acc, metric)):
         ax.set_xlabel("round")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
@@ -98,10 +102,14 @@ def upload_per_client(row: dict[str, Any]) -> float | None:
     return None
 
 
-def run_summary(history: RunHistory, **run_facts: Any) -> dict[str, Any]:
+def run_summary(
+    history: RunHistory, *, primary_metric: str = "accuracy", **run_facts: Any
+) -> dict[str, Any]:
     """The run summary: final metrics and byte totals plus the facts given."""
     return {
         **run_facts,
+        "primary_metric": primary_metric,
+        "final_metric": history.last(f"eval_{primary_metric}"),
         "final_accuracy": history.last("eval_accuracy"),
         "final_loss": history.last("eval_loss"),
         "final_centralized_accuracy": history.last("centralized_accuracy"),
@@ -126,7 +134,9 @@ def write_artifacts(
     """
     history = state.history
     write_metrics(history, run_dir)
-    write_plot(history, run_dir / "metrics.png", f"{cfg.task.name} / {cfg.strategy.name}")
+    primary = str(cfg.task.objective.primary)
+    title = f"{cfg.task.name} / {cfg.strategy.name}"
+    write_plot(history, run_dir / "metrics.png", title, primary)
     final_model = None
     if state.encrypted:
         logger.info(
@@ -152,6 +162,8 @@ def write_artifacts(
         checkpoint=str(state.checkpoint_path),
         encrypted=state.encrypted,
         model_params=int(net.count_params()),
+        primary_metric=primary,
+        higher_is_better=bool(cfg.task.objective.higher_is_better),
     )
     if cfg.dp.enabled:
         summary["dp"] = privacy_report(
@@ -164,9 +176,10 @@ def write_artifacts(
                     cfg.dp.delta)  # fmt: skip
     write_json(run_dir / "summary.json", summary)
     logger.info(
-        "Run finished: %d round(s), final accuracy %s",
+        "Run finished: %d round(s), final %s %s",
         summary["rounds_completed"],
-        summary["final_accuracy"],
+        primary,
+        summary["final_metric"],
     )
     logger.info("Run artifacts written to %s", run_dir)
     return summary

@@ -135,10 +135,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     record["seconds"] = round(time.monotonic() - started, 1)
     (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
     summary = read_json(job_dir / RUN_DIR / "summary.json")
-    accuracy = summary.get("final_accuracy")
+    metric, value = summary.get("primary_metric", "accuracy"), summary.get("final_metric")
     Console(stderr=True).print(
         f"[bold]job {record['job']}[/bold] {record['overrides'] or '(defaults)'}: "
-        f"{record['status']}, accuracy {accuracy if accuracy is None else f'{accuracy:.4f}'}, "
+        f"{record['status']}, {metric} {value if value is None else f'{value:.4f}'}, "
         f"{record['seconds']} s" + (f" — {record['error']}" if "error" in record else "")
     )
     return record

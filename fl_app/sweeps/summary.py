@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 
 from fl_app.config import MODES
@@ -22,6 +23,8 @@ COLUMNS = (
     "status",
     "mode",
     "alpha",
+    "metric",
+    "final_metric",
     "final_accuracy",
     "epsilon",
     "rounds",
@@ -62,6 +65,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         per_client = upload_per_client(fitted[-1]) if fitted else None
         params = summary.get("model_params")
         partition = config.get("partition", {})
+        metric = summary.get("primary_metric", "accuracy")  # older runs: accuracy
         rows.append(
             {
                 "job": job.get("job"),
@@ -69,6 +73,9 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                 "status": job.get("status", "unknown"),
                 "mode": _mode(job.get("choices", {}), config),
                 "alpha": partition.get("alpha") if partition.get("name") == "dirichlet" else None,
+                "metric": metric,
+                "final_metric": summary.get("final_metric", summary.get("final_accuracy")),
+                "higher_is_better": summary.get("higher_is_better", True),
                 "final_accuracy": summary.get("final_accuracy"),
                 "epsilon": (summary.get("dp") or {}).get("epsilon"),
                 "rounds": summary.get("rounds_completed"),
@@ -78,8 +85,10 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                 "upload_per_client_round": per_client,
                 "expansion": per_client / (4 * params) if per_client and params else None,
                 "error": job.get("error", ""),
-                "accuracy_per_round": [
-                    (m["round"], m["eval_accuracy"]) for m in metrics if m.get("eval_accuracy")
+                "metric_per_round": [
+                    (m["round"], m[f"eval_{metric}"])
+                    for m in metrics
+                    if m.get(f"eval_{metric}") is not None
                 ],
             }
         )
@@ -127,10 +136,11 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
 
 def glance(rows: list[dict[str, Any]]) -> list[str]:
     """One line per completed job, relative to the best of the sweep: pick a mode here."""
-    done = [r for r in rows if r["status"] == "completed" and r["final_accuracy"] is not None]
+    done = [r for r in rows if r["status"] == "completed" and r["final_metric"] is not None]
     if not done:
         return []
-    best = max(r["final_accuracy"] for r in done)
+    higher = done[0]["higher_is_better"]
+    best = (max if higher else min)(r["final_metric"] for r in done)
     fastest = min(r["wall_seconds"] for r in done)
     cheapest = min(r["upload_per_client_round"] or float("inf") for r in done)
     lines = ["", "## At a glance", ""]
@@ -139,8 +149,8 @@ def glance(rows: list[dict[str, Any]]) -> list[str]:
         upload = r["upload_per_client_round"]
         upload_text = f"{upload / cheapest:.2f}x the smallest" if upload else "n/a"
         lines.append(
-            f"- job {r['job']} ({label}): accuracy {r['final_accuracy']:.4f} "
-            f"({100 * (r['final_accuracy'] - best):+.2f} pts vs best), "
+            f"- job {r['job']} ({label}): {r['metric']} {r['final_metric']:.4f} "
+            f"({r['final_metric'] - best:+.4f} vs the best), "
             f"time {r['wall_seconds'] / fastest:.2f}x the fastest, upload {upload_text}"
         )
     return lines
@@ -148,28 +158,31 @@ def glance(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_plots(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
     paths = []
-    done = [row for row in rows if row["accuracy_per_round"]]
+    done = [row for row in rows if row["metric_per_round"]]
     if done:
         fig, ax = plt.subplots(figsize=(8, 5))
         for row in done:
-            xs, ys = zip(*row["accuracy_per_round"], strict=True)
+            xs, ys = zip(*row["metric_per_round"], strict=True)
             ax.plot(xs, ys, marker="o", label=f"{row['job']}: {row['overrides'] or 'defaults'}")
-        ax.set(xlabel="round", ylabel="federated eval accuracy", title="Accuracy per round")
+        metric = done[0]["metric"]
+        ax.set(xlabel="round", ylabel=f"federated eval {metric}", title=f"{metric} per round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(sweep_dir / "accuracy_per_round.png")
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
-    skewed = [r for r in rows if r["alpha"] is not None and r["final_accuracy"] is not None]
+    skewed = [r for r in rows if r["alpha"] is not None and r["final_metric"] is not None]
     if len({r["alpha"] for r in skewed}) > 1:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for mode in sorted({r["mode"] for r in skewed}):
-            points = sorted((r["alpha"], r["final_accuracy"]) for r in skewed if r["mode"] == mode)
+            points = sorted((r["alpha"], r["final_metric"]) for r in skewed if r["mode"] == mode)
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=mode)
-        ax.set(xscale="log", xlabel="Dirichlet alpha (small = skewed)", ylabel="final accuracy")
-        ax.set_title("Final accuracy vs label skew")
+        metric = skewed[0]["metric"]
+        ax.set(xscale="log", xlabel="Dirichlet alpha (small = skewed)", ylabel=f"final {metric}")
+        ax.set_title(f"Final {metric} vs label skew")
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
