@@ -262,3 +262,20 @@ def test_secagg_matches_the_plaintext_aggregate_within_quantisation(
     # the same up to SecAgg+'s quantisation (2 x 8 / 2^22 per value and client).
     assert abs(secagg["centralized_loss"] - plain["centralized_loss"]) < 1e-3
     assert abs(secagg["centralized_accuracy"] - plain["centralized_accuracy"]) <= 0.01
+
+
+def test_diabetes_regression_under_he_matches_fedavg(superlink, tmp_path):
+    """The design document's regression MLP, federated: HE gives FedAvg's metrics."""
+    results = {}
+    for strategy in ("fedavg", "he"):
+        out = tmp_path / strategy
+        _, status, output = run_to(superlink, out, strategy, 2, "task=diabetes")
+        assert status == "finished:completed", output[-3000:]
+        results[strategy] = (summary(out), json.loads((out / "metrics.json").read_text()))
+    (plain, plain_rows), (he, he_rows) = results["fedavg"], results["he"]
+    assert plain["primary_metric"] == he["primary_metric"] == "r2_score"
+    assert plain["final_accuracy"] is None  # a regression has no accuracy
+    for want, got in zip(plain_rows[1:], he_rows, strict=True):  # fedavg has a round 0
+        for key in ("eval_loss", "eval_mae", "eval_r2_score"):
+            assert abs(want[key] - got[key]) < 1e-3, (key, want[key], got[key])
+    assert "r2_score" in (tmp_path / "he" / "metrics.csv").read_text().splitlines()[0]

@@ -1,0 +1,124 @@
+"""Tasks as plug-ins: a user's model, data and objective named in config; diabetes built in."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from fl_app.config import ConfigError, compose_config
+from fl_app.config.task import data_spec
+from fl_app.config.validate import MODELS
+from fl_app.fl.client import KerasClient
+from fl_app.fl.factory import new_model
+from fl_app.ml.data import PartitionSpec, load_client_data
+from fl_app.ml.models import BUILTIN_MODELS, weights_of
+from fl_app.ml.node_files import export_partitions, read_data_file
+
+USER_TASK = textwrap.dedent(
+    '''
+    """A user's task module, outside fl_app: a functional Keras model and its data."""
+    import keras
+    import numpy as np
+
+
+    def build(width=8):
+        inputs = keras.Input((6,), name="features")
+        x = keras.layers.Dense(width, activation="relu")(inputs)
+        x = keras.layers.BatchNormalization()(x)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+    def load(rows=240):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(rows, 6)).astype("float32")
+        return x, (x[:, 0] + x[:, 1] > 0).astype("int64")
+    '''
+)
+USER_OVERRIDES = [
+    "task.name=mine",
+    "task.model=mytask.build",
+    "+task.model_args.width=4",
+    "task.source=mytask.load",
+    "+task.source_args.rows=300",
+    "task.preprocess=standardize",
+    "task.objective.loss=binary_crossentropy",
+    "task.objective.metrics=[accuracy,auc]",
+    "task.objective.primary=auc",
+    "federation.num_supernodes=3",
+]
+
+
+@pytest.fixture
+def user_task(tmp_path, monkeypatch):
+    (tmp_path / "mytask.py").write_text(USER_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return compose_config(USER_OVERRIDES)
+
+
+def client_of(cfg, partition_id=0) -> KerasClient:
+    data = load_client_data(
+        data_spec(cfg), PartitionSpec("iid", 3), partition_id,
+        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
+    )  # fmt: skip
+    return KerasClient(lambda: new_model(cfg), data, local_epochs=2, batch_size=16, seed=1)
+
+
+def test_a_user_task_trains_and_reports_its_own_metrics(user_task):
+    client = client_of(user_task)
+    start = weights_of(new_model(user_task))
+    weights, n, train_metrics = client.fit(start, {})
+    assert n == len(client.data.train) == 64  # 300 rows - 20 % server test, / 3, - 20 %
+    assert {"train_loss", "train_accuracy", "train_auc"} <= set(train_metrics)
+    loss, _, metrics = client.evaluate(weights, {})
+    assert loss > 0 and 0.0 <= metrics["auc"] <= 1.0 and "accuracy" in metrics
+    # BatchNormalization's moving statistics travel with the weights and were updated
+    moving = [i for i, w in enumerate(client.net.weights) if "moving" in w.path]
+    assert len(moving) == 2
+    assert all(not np.allclose(weights[i], start[i]) for i in moving)
+
+
+def test_built_in_models_are_the_ones_the_config_allows():
+    assert set(BUILTIN_MODELS) == set(MODELS)
+
+
+def test_diabetes_is_the_design_documents_regression_mlp():
+    cfg = compose_config(["task=diabetes"])
+    net = new_model(cfg)
+    dense = [layer for layer in net.layers if layer.__class__.__name__ == "Dense"]
+    assert [layer.units for layer in dense] == [10, 10, 1]
+    assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "linear"]
+    assert net.input_shape == (None, 10) and net.loss == "mse"
+    client = client_of(cfg)
+    assert client.data.train.y.dtype == np.float32  # values, not labels
+    weights, _, _ = client.fit(weights_of(net), {})
+    _, _, metrics = client.evaluate(weights, {})
+    assert {"mae", "r2_score"} <= set(metrics)
+
+
+def test_regression_data_files_keep_their_values(tmp_path):
+    paths = export_partitions(
+        "diabetes", PartitionSpec("iid", 2), tmp_path, server_test_fraction=0.2, seed=0,
+        file_format="csv",
+    )  # fmt: skip
+    rows = read_data_file(paths[0], "diabetes")
+    assert rows.x.shape[1:] == (10,) and rows.y.dtype == np.float32
+    assert len(np.unique(rows.y)) > 50  # not cut to integer labels
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task.model=nowhere.build"], r"task\.model='nowhere\.build' is invalid"),
+        (["task.model=missing.keras"], r"task\.model='missing\.keras' is invalid: allowed an"),
+        (["task.source=nowhere.load"], r"task\.source='nowhere\.load' is invalid"),
+        (["task.preprocess=zscore"], r"task\.preprocess='zscore' is invalid"),
+        (["task.objective.type=ranking"], r"task\.objective\.type='ranking' is invalid"),
+        (["task.objective.primary=auc"], r"task\.objective\.primary='auc' is invalid"),
+        (["task=diabetes", "partition=dirichlet"], r"partition\.name='dirichlet' is invalid"),
+    ],
+)
+def test_bad_task_values_fail_before_training_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_config(overrides)
