@@ -179,7 +179,7 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--partition", default="iid")
     export.add_argument("--num-partitions", type=int, required=True)
     export.add_argument("--out", type=Path, required=True)
-    export.add_argument("--format", choices=["npz", "csv"], default="npz")
+    export.add_argument("--format", choices=["npz", "csv", "parquet"], default="npz")
     export.add_argument(
         "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
     )

@@ -9,7 +9,7 @@ from fl_app.ml.data import PartitionSpec
 from fl_app.ml.node_files import export_partitions, load_node_data, read_data_file
 
 
-@pytest.mark.parametrize("file_format", ["npz", "csv"])
+@pytest.mark.parametrize("file_format", ["npz", "csv", "parquet"])
 def test_exported_partitions_round_trip_and_cover_the_pool(tmp_path, file_format):
     spec = PartitionSpec("dirichlet", 4, alpha=1.0)
     paths = export_partitions(
@@ -38,7 +38,7 @@ def test_bring_your_own_csv_with_a_label_column(tmp_path):
     [
         (None, "missing.npz", "no such file"),
         (b"a,b\n1,2\n", "nolabel.csv", "no 'label' column"),
-        (b"x", "data.parquet", "allowed a .npz or .csv"),
+        (b"x", "data.json", "allowed a .npz, .csv or .parquet"),
     ],
 )
 def test_bad_data_files_name_the_problem(tmp_path, content, name, message):

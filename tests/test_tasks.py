@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import numpy as np
@@ -122,3 +123,61 @@ def test_regression_data_files_keep_their_values(tmp_path):
 def test_bad_task_values_fail_before_training_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         compose_config(overrides)
+
+
+def test_under_he_a_weight_beyond_the_encoding_bound_names_its_layer(tmp_path):
+    from fl_app.crypto.keys import generate_keys
+    from fl_app.crypto.presets import get_preset
+    from fl_app.fl.he_client import HEKerasClient
+    from fl_app.fl.protocol import REFERENCE_KEY
+
+    generate_keys(tmp_path, "compact")
+    cfg = compose_config(["task=diabetes"])
+    client = HEKerasClient(
+        lambda: new_model(cfg), client_of(cfg).data, preset=get_preset("compact"),
+        secret_context=str(tmp_path / "secret.ctx"), local_epochs=1, batch_size=16, seed=0,
+    )  # fmt: skip
+    weights = weights_of(client.net)
+    weights[2] = weights[2] + 100.0  # the second Dense layer's kernel
+    layer = client.net.weights[2].path
+    assert layer.endswith("/kernel")
+    with pytest.raises(ValueError, match=re.escape(layer) + r": weight array 2 has \|w\| = 1\d\d"):
+        client.weights_out(weights, 10, {REFERENCE_KEY: 10.0})
+
+
+def test_a_parquet_table_source_with_named_columns_feeds_every_holder(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(150, 3)), columns=["age", "bmi", "bp"])
+    frame["noise"] = rng.normal(size=150)
+    frame["outcome"] = (frame["age"] - frame["bp"] > 0).astype("int64")
+    frame.to_parquet(tmp_path / "patients.parquet")
+    table_task = [
+        "task.name=patients",
+        "task.model=mlp",
+        "+task.model_args.input_shape=[3]",
+        "+task.model_args.outputs=2",
+        "task.source=fl_app.ml.sources.table",
+        f"+task.source_args.path={tmp_path / 'patients.parquet'}",
+        "+task.source_args.target=outcome",
+        "+task.source_args.features=[age,bmi,bp]",
+        "task.preprocess=standardize",
+        "federation.num_supernodes=3",
+    ]
+    cfg = compose_config(table_task)
+    client = client_of(cfg)
+    assert client.data.train.x.shape[1:] == (3,) and client.data.train.y.dtype == np.int64
+    weights, _, _ = client.fit(weights_of(new_model(cfg)), {})
+    assert "accuracy" in client.evaluate(weights, {})[2]
+    # a SuperNode's own file with the same columns, in any of the file formats
+    for fmt in ("parquet", "csv"):
+        paths = export_partitions(
+            data_spec(cfg), PartitionSpec("iid", 3), tmp_path / fmt,
+            server_test_fraction=0.2, seed=0, file_format=fmt,
+        )  # fmt: skip
+        rows = read_data_file(paths[1], data_spec(cfg))
+        assert rows.x.shape[1:] == (3,) and set(np.unique(rows.y)) <= {0, 1}
+    bad = compose_config([*table_task[:-4], "+task.source_args.target=death", *table_task[-3:]])
+    with pytest.raises(ValueError, match="has no 'death' column"):
+        client_of(bad)

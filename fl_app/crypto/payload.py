@@ -115,12 +115,7 @@ def encrypt_update(
     if not np.all(np.isfinite(flat)):
         raise ValueError("weights contain NaN or infinity; refusing to encrypt them")
     if preset.scheme == "bfv":
-        largest = float(np.max(np.abs(flat), initial=0.0))
-        if largest > preset.max_abs_weight:
-            raise ValueError(
-                f"weight magnitude {largest:.3g} exceeds the {preset.name!r} preset's "
-                f"limit {preset.max_abs_weight}; the fixed-point sum could overflow"
-            )
+        _check_bound(weights, preset)
         encoded = np.rint(flat * coefficient * 2.0**preset.scale_bits).astype(np.int64)
     else:
         encoded = flat * coefficient
@@ -129,6 +124,25 @@ def encrypt_update(
     ]
     header = Header(preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks))
     return [header.to_bytes(), *chunks]
+
+
+class WeightBoundError(ValueError):
+    """A weight is beyond what the preset's fixed-point encoding can sum."""
+
+    def __init__(self, index: int, largest: float, preset: Preset) -> None:
+        self.index, self.largest, self.bound = index, largest, preset.max_abs_weight
+        super().__init__(
+            f"weight array {index} has |w| = {largest:.3g}: exceeds the {preset.name!r} "
+            f"preset's limit {preset.max_abs_weight} (|w| <= {preset.max_abs_weight}); "
+            "the fixed-point sum could overflow"
+        )
+
+
+def _check_bound(weights: list[np.ndarray], preset: Preset) -> None:
+    for index, array in enumerate(weights):
+        largest = float(np.max(np.abs(array), initial=0.0))
+        if largest > preset.max_abs_weight:
+            raise WeightBoundError(index, largest, preset)
 
 
 def decrypt_aggregate(ctx: ts.Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:

@@ -8,7 +8,13 @@ import keras
 from flwr.common import NDArrays, Scalar
 
 from fl_app.crypto.keys import load_secret_context
-from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
+from fl_app.crypto.payload import (
+    WeightBoundError,
+    decrypt_aggregate,
+    encrypt_update,
+    to_arrays,
+    to_payload,
+)
 from fl_app.crypto.presets import Preset
 from fl_app.fl.client import KerasClient
 from fl_app.fl.protocol import ENCRYPTED_KEY, NODE_SECRET_KEY, REFERENCE_KEY, SECRET_PATH_KEY
@@ -67,7 +73,10 @@ class HEKerasClient(KerasClient):
         self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]
     ) -> NDArrays:
         reference = float(config[REFERENCE_KEY])
-        payload = encrypt_update(
-            self._secret_context(config), self.preset, weights, num_examples / reference
-        )
+        try:
+            payload = encrypt_update(
+                self._secret_context(config), self.preset, weights, num_examples / reference
+            )
+        except WeightBoundError as err:  # name the layer, not only the array's position
+            raise ValueError(f"{self.net.weights[err.index].path}: {err}") from err
         return to_arrays(payload)

@@ -15,9 +15,14 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.sources import DataSpec
+from fl_app.ml.sources import DataSpec, table
+
+TABLE_SOURCE = "fl_app.ml.sources.table"
 
 LABEL_COLUMN = "label"  # the target column of a node's CSV data file
+
+
+FILE_FORMATS = ("npz", "csv", "parquet")
 
 
 def export_partitions(
@@ -30,8 +35,8 @@ def export_partitions(
     file_format: str = "npz",
 ) -> list[Path]:
     """Write one data file per partition: what each SuperNode of a deployment holds."""
-    if file_format not in ("npz", "csv"):
-        raise ValueError(f"format={file_format!r} is invalid: allowed 'npz' or 'csv'")
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"format={file_format!r} is invalid: allowed one of {FILE_FORMATS}")
     data = DataSpec.of(data)
     pool, _ = pool_and_server_test(data, server_test_fraction, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,17 +47,35 @@ def export_partitions(
         if file_format == "npz":
             np.savez(path, x=x, y=y)
         else:
-            flat = x.reshape(len(x), -1)
-            header = ",".join([*(f"f{i}" for i in range(flat.shape[1])), LABEL_COLUMN])
-            target = "%d" if data.classification else "%.8g"
-            np.savetxt(path, np.column_stack([flat, y]), delimiter=",", header=header,
-                       comments="", fmt=["%.8g"] * flat.shape[1] + [target])  # fmt: skip
+            _write_table(path, x.reshape(len(x), -1), y, data)
         paths.append(path)
     return paths
 
 
+def _write_table(path: Path, flat: np.ndarray, y: np.ndarray, data: DataSpec) -> None:
+    """CSV or Parquet with the columns `read_data_file` expects for `data`."""
+    import pandas as pd  # only for table files
+
+    target, features = _columns(data)
+    names = list(features) if features else [f"f{i}" for i in range(flat.shape[1])]
+    frame = pd.DataFrame(flat, columns=names)
+    frame[target] = y
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, float_format="%.8g")
+
+
+def _columns(data: DataSpec) -> tuple[str, list[str] | None]:
+    """The target column and feature columns of `data`'s files (a table source's own)."""
+    args = dict(data.args) if data.source == TABLE_SOURCE else {}
+    features = args.get("features")
+    return str(args.get("target", LABEL_COLUMN)), list(features) if features else None
+
+
 def read_data_file(path: Path, data: DataSpec | str) -> Split:
-    """Features and targets from a node's NPZ (`x`, `y`) or CSV (a `label` column) file,
+    """Features and targets from a node's NPZ (`x`, `y`), CSV or Parquet file (named
+    columns: the table source's `target` and `features`, else a `label` column),
     checked against the task's example shape and label range."""
     data = DataSpec.of(data)
     path = Path(path)
@@ -63,15 +86,12 @@ def read_data_file(path: Path, data: DataSpec | str) -> Split:
             if not {"x", "y"} <= set(npz.files):
                 raise ValueError(f"{path} must hold arrays 'x' and 'y', found {npz.files}")
             x, y = npz["x"], npz["y"]
-    elif path.suffix == ".csv":
-        header = path.read_text().splitlines()[0].split(",")
-        if LABEL_COLUMN not in header:
-            raise ValueError(f"{path} has no '{LABEL_COLUMN}' column (columns: {header[:5]}...)")
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-        label = header.index(LABEL_COLUMN)
-        x, y = np.delete(table, label, axis=1), table[:, label]
+    elif path.suffix in (".csv", ".parquet"):
+        x, y = table(str(path), *_columns(data))
     else:
-        raise ValueError(f"data-path={str(path)!r} is invalid: allowed a .npz or .csv file")
+        raise ValueError(
+            f"data-path={str(path)!r} is invalid: allowed a .npz, .csv or .parquet file"
+        )
     shape = data.feature_shape or tuple(x.shape[1:])
     if x.size != len(x) * int(np.prod(shape)):
         raise ValueError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,35 @@ BUNDLED = {
 }
 
 
+def table(
+    path: str, target: str, features: list[str] | tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a CSV or Parquet file with named columns: `features` (default: every
+    column but `target`) as float32 examples, `target` as the targets.
+
+    Use as `source: fl_app.ml.sources.table` with `source_args: {path: ..., target: ...}`.
+    """
+    import pandas as pd  # only for table sources
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError(f"path={str(file)!r} is invalid: no such file")
+    if file.suffix == ".parquet":
+        frame = pd.read_parquet(file)
+    elif file.suffix == ".csv":
+        frame = pd.read_csv(file)
+    else:
+        raise ValueError(f"path={str(file)!r} is invalid: allowed a .csv or .parquet file")
+    columns = list(frame.columns)
+    wanted = [target, *(features or [])]
+    missing = [name for name in wanted if name not in columns]
+    if missing:
+        shown = ", ".join(map(str, columns[:8])) + ("..." if len(columns) > 8 else "")
+        raise ValueError(f"{file} has no {missing[0]!r} column (columns: {shown})")
+    features = list(features) if features else [c for c in columns if c != target]
+    return frame[features].to_numpy(np.float32), frame[target].to_numpy()
+
+
 def resolve(path: str) -> Any:
     """The object an import path (`pkg.mod.name` or `pkg.mod:name`) names."""
     module, sep, name = path.partition(":")
@@ -96,12 +126,29 @@ def load_source(data: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     else:
         x, y = _call(resolve(data.source), dict(data.args))
     x, y = np.asarray(x), np.asarray(y)
+    y = _labels(data.source, y) if data.classification else y.astype(np.float32)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(
             f"source {data.source!r} returned {len(x)} examples and {len(y)} targets: "
             "allowed the same number, at least one"
         )
     return x, y
+
+
+def _labels(source: str, y: np.ndarray) -> np.ndarray:
+    """Classification targets as int64 labels, refusing values that are not whole >= 0."""
+    if y.dtype.kind in "iub" or (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        labels = y.astype(np.int64)
+    else:
+        raise ValueError(
+            f"source {source!r}: classification targets must be integer labels >= 0, "
+            f"got {y.dtype} values (set task.objective.type=regression for values)"
+        )
+    if labels.min(initial=0) < 0:
+        raise ValueError(f"source {source!r}: labels must be integers >= 0")
+    return labels
 
 
 def _call(fn: Any, args: Mapping[str, Any]) -> Any:
