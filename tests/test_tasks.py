@@ -181,3 +181,42 @@ def test_a_parquet_table_source_with_named_columns_feeds_every_holder(tmp_path):
     bad = compose_config([*table_task[:-4], "+task.source_args.target=death", *table_task[-3:]])
     with pytest.raises(ValueError, match="has no 'death' column"):
         client_of(bad)
+
+
+@pytest.mark.parametrize("partition", ["iid", "dirichlet"])
+def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path, partition):
+    from datasets import Dataset
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(240, 3)).astype("float32")
+    rows = Dataset.from_dict({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0) * 1})
+    halves = [str(tmp_path / f"part{i}.parquet") for i in (0, 1)]
+    rows.select(range(120)).to_parquet(halves[0])
+    rows.select(range(120, 240)).to_parquet(halves[1])
+    rows.save_to_disk(str(tmp_path / "saved"))
+    sources = {
+        "parquet": ["+task.source_args.dataset=parquet",
+                    f"+task.source_args.data_files=[{halves[0]},{halves[1]}]",
+                    f"+task.source_args.cache_dir={tmp_path / 'cache'}"],
+        "save_to_disk": [f"+task.source_args.dataset={tmp_path / 'saved'}"],
+    }  # fmt: skip
+    for extra in sources.values():
+        cfg = compose_config(
+            ["task.name=hf", "task.model=mlp", "+task.model_args.input_shape=[3]",
+             "+task.model_args.outputs=2", "task.source=fl_app.ml.sources.huggingface",
+             "+task.source_args.target=label", *extra, f"partition={partition}",
+             "partition.min_partition_size=5", "federation.num_supernodes=3"]
+        )  # fmt: skip
+        parts = [
+            load_client_data(
+                data_spec(cfg),
+                PartitionSpec(partition, 3, min_partition_size=5),
+                pid,
+                server_test_fraction=0.2,
+                client_test_fraction=0.2,
+                seed=0,
+            )
+            for pid in range(3)
+        ]
+        assert sum(len(p.train) + len(p.test) for p in parts) == 240 - 48
+        assert all(p.train.x.shape[1:] == (3,) for p in parts)

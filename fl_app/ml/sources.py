@@ -106,6 +106,45 @@ def table(
     return frame[features].to_numpy(np.float32), frame[target].to_numpy()
 
 
+def huggingface(
+    dataset: str,
+    target: str,
+    features: list[str] | tuple[str, ...] | None = None,
+    split: str = "train",
+    **load_dataset_kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A Hugging Face dataset's `split` as arrays: `features` columns (default: every
+    column but `target`) and the `target` column.
+
+    `dataset` is a hub name or a builder such as `parquet` with `data_files=...`, loaded
+    through flwr-datasets' `FederatedDataset` (its `load_dataset` keyword arguments), or a
+    directory written by `Dataset.save_to_disk`, which `load_dataset` refuses and
+    `datasets.load_from_disk` reads. The rows are then partitioned over the clients by
+    the same flwr-datasets partitioners as every source.
+    """
+    import datasets  # only for Hugging Face sources
+
+    if (Path(dataset).expanduser() / "dataset_info.json").is_file():
+        table_ = datasets.load_from_disk(str(Path(dataset).expanduser()))
+        if isinstance(table_, datasets.DatasetDict):
+            table_ = table_[split]
+    else:
+        from flwr_datasets import FederatedDataset
+
+        federated = FederatedDataset(
+            dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
+        )
+        table_ = federated.load_split(split)
+    columns = list(table_.column_names)
+    missing = [c for c in [target, *(features or [])] if c not in columns]
+    if missing:
+        raise ValueError(f"dataset {dataset!r} has no {missing[0]!r} column (columns: {columns})")
+    features = list(features) if features else [c for c in columns if c != target]
+    frame = table_.with_format("numpy")
+    x = np.stack([np.asarray(frame[c], dtype=np.float32) for c in features], axis=1)
+    return x, np.asarray(frame[target])
+
+
 def resolve(path: str) -> Any:
     """The object an import path (`pkg.mod.name` or `pkg.mod:name`) names."""
     module, sep, name = path.partition(":")
