@@ -27,22 +27,23 @@ def cnn(input_shape: tuple[int, ...], outputs: int, name: str = "cnn") -> keras.
     return _classifier(inputs, x, outputs, name)
 
 
-def mlp(input_shape: tuple[int, ...], outputs: int, name: str = "mlp") -> keras.Model:
-    """Two hidden layers (32, 16) for tabular features."""
+def mlp(
+    input_shape: tuple[int, ...],
+    outputs: int,
+    name: str = "mlp",
+    hidden: tuple[int, ...] = (32, 16),
+) -> keras.Model:
+    """Hidden ReLU layers (32, 16 by default) for tabular features."""
     inputs = keras.Input(shape=tuple(input_shape))
     x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(32, activation="relu")(x)
-    x = keras.layers.Dense(16, activation="relu")(x)
+    for units in hidden:
+        x = keras.layers.Dense(units, activation="relu")(x)
     return _classifier(inputs, x, outputs, name)
 
 
 def wide_mlp(input_shape: tuple[int, ...], outputs: int, name: str = "wide_mlp") -> keras.Model:
     """About 1M parameters on digits: for scale benchmarks."""
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(1024, activation="relu")(x)
-    x = keras.layers.Dense(896, activation="relu")(x)
-    return _classifier(inputs, x, outputs, name)
+    return mlp(input_shape, outputs, name, hidden=(1024, 896))
 
 
 def seed_mlp(input_shape: tuple[int, ...], outputs: int = 1, name: str = "seed_mlp") -> keras.Model:

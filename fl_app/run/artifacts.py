@@ -125,6 +125,20 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _save_final_model(state: RunState, net: Any, run_dir: Path) -> str | None:
+    """model.keras of a plaintext run; an encrypted one only says how to decrypt it."""
+    if state.encrypted:
+        logger.info(
+            "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
+            "--secret secret.ctx --checkpoint %s --out model.keras",
+            state.checkpoint_path,
+        )
+        return None
+    net.set_weights(state.weights)
+    net.save(run_dir / MODEL_NAME)
+    return str(run_dir / MODEL_NAME)
+
+
 def write_artifacts(
     cfg: DictConfig, mode: Mode, run_dir: Path, state: RunState, *, net: Any, run_id: int
 ) -> dict[str, Any]:
@@ -137,17 +151,7 @@ def write_artifacts(
     primary = str(cfg.task.objective.primary)
     title = f"{cfg.task.name} / {cfg.strategy.name}"
     write_plot(history, run_dir / "metrics.png", title, primary)
-    final_model = None
-    if state.encrypted:
-        logger.info(
-            "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
-            "--secret secret.ctx --checkpoint %s --out model.keras",
-            state.checkpoint_path,
-        )
-    else:
-        net.set_weights(state.weights)
-        net.save(run_dir / MODEL_NAME)
-        final_model = str(run_dir / MODEL_NAME)
+    final_model = _save_final_model(state, net, run_dir)
     fitted = [row["round"] for row in history.rows() if "fit_clients" in row]
     summary = run_summary(
         history,
