@@ -1,5 +1,5 @@
-"""`fl-app`: operator commands: provision keys and certificates, export per-node data,
-run a local TLS federation, decrypt a final model."""
+"""`fl-app`: scaffold an app of your own task, provision keys and certificates, export
+per-node data, run a local TLS federation, decrypt a final model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fl_app.crypto.keys import HEKeyError, generate_keys
 from fl_app.crypto.payload import PayloadError
-from fl_app.crypto.presets import PRESETS, get_preset
+from fl_app.crypto.presets import PRESETS
 from fl_app.run.checkpoint import CheckpointError
 
 
@@ -24,28 +24,19 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _decrypt(args: argparse.Namespace) -> int:
-    # Imported here: keygen must not pay for TensorFlow.
-    from fl_app.config import compose_config
-    from fl_app.crypto.keys import load_secret_context
-    from fl_app.crypto.payload import decrypt_aggregate, to_payload
-    from fl_app.fl.factory import new_model
-    from fl_app.run.checkpoint import load_checkpoint
+    from fl_app.ops.decrypt import decrypt_checkpoint  # keygen must not pay for TensorFlow
 
-    arrays, meta = load_checkpoint(args.checkpoint)
-    identity = meta.get("identity", {})
-    if not meta.get("encrypted"):
-        raise ValueError(f"{args.checkpoint} holds a plaintext model; nothing to decrypt")
-    preset = get_preset(identity["he_preset"])
-    weights = decrypt_aggregate(load_secret_context(args.secret), preset, to_payload(arrays))
-    cfg = compose_config([f"task={identity['task']}", f"task.model={identity['model']}"])
-    net = new_model(cfg)
-    net.set_weights(weights)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    net.save(args.out)
-    print(
-        f"Wrote {args.out}: {identity['task']}/{identity['model']} after round "
-        f"{meta['completed_rounds']}"
-    )
+    print(decrypt_checkpoint(args.secret, args.checkpoint, args.out, app_dir=args.app))
+    return 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from fl_app.ops.scaffold import new_app
+
+    name = args.name or args.dir.resolve().name.replace("-", "_")
+    new_app(args.dir, name)
+    print(f"Wrote a Flower app for task '{name}' into {args.dir}; edit {name}_task.py and "
+          f"conf/task/{name}.yaml, then: cd {args.dir} && flwr run . --stream")  # fmt: skip
     return 0
 
 
@@ -157,7 +148,12 @@ def _add_key_commands(commands: argparse._SubParsersAction) -> None:
     decrypt.add_argument("--secret", type=Path, required=True, help="path of secret.ctx")
     decrypt.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.npz of a run")
     decrypt.add_argument("--out", type=Path, required=True, help="the .keras file to write")
+    decrypt.add_argument("--app", type=Path, default=None, help="the app dir of a user's task")
     decrypt.set_defaults(handler=_decrypt)
+    new = commands.add_parser("new", help="scaffold a Flower app of your own task on fl_app")
+    new.add_argument("dir", type=Path, help="the app directory to create")
+    new.add_argument("--name", default=None, help="task name (default: the directory's)")
+    new.set_defaults(handler=_new)
     certs = commands.add_parser("certs", help="make a CA and the SuperLink's TLS certificate")
     certs.add_argument("--out", type=Path, required=True)
     certs.add_argument(

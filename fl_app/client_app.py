@@ -1,8 +1,23 @@
 """Flower ClientApp of fl_app (named in pyproject.toml): one app for every mode."""
 
-from flwr.client import ClientApp
+from __future__ import annotations
+
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.client import Client, ClientApp
 
 from fl_app.fl.factory import client_fn
 from fl_app.fl.mods import secaggplus_when_asked
 
-app = ClientApp(client_fn=client_fn, mods=[secaggplus_when_asked])
+
+def make_client_app(search_path: Path | None = None) -> ClientApp:
+    """fl_app's ClientApp; with `search_path`, a user app's `conf/` is composed too."""
+
+    def node_client(context: Context) -> Client:  # Flower wants exactly (context)
+        return client_fn(context, search_path)
+
+    return ClientApp(client_fn=node_client, mods=[secaggplus_when_asked])
+
+
+app = make_client_app()

@@ -3,6 +3,8 @@
 One run, top to bottom: config -> keys -> run state -> strategy -> rounds -> artifacts.
 """
 
+from pathlib import Path
+
 from flwr.app import Context
 from flwr.server import Grid, ServerApp
 
@@ -16,14 +18,22 @@ from fl_app.ml.models import weights_of
 from fl_app.run.artifacts import write_artifacts
 from fl_app.run.state import RunState, resolve_run_dir, run_identity
 
-app = ServerApp()
+
+def make_server_app(search_path: Path | None = None) -> ServerApp:
+    """fl_app's ServerApp; with `search_path`, a user app's `conf/` is composed too."""
+    server = ServerApp()
+
+    @server.main()
+    def run(grid: Grid, context: Context) -> None:
+        main(grid, context, search_path)
+
+    return server
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
+def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
     """Run one federated training job as the run config asks."""
     use_flower_handlers()
-    cfg = load_config(context.run_config)
+    cfg = load_config(context.run_config, search_path)
     mode = mode_of(cfg)
     run_dir = resolve_run_dir(cfg, context.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,3 +52,6 @@ def main(grid: Grid, context: Context) -> None:
     run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
 
     write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
+
+
+app = make_server_app()

@@ -63,9 +63,17 @@ def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
     return overrides + free_form
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """Compose conf/config.yaml with Hydra overrides, then validate it."""
+def compose_config(
+    overrides: list[str] | None = None, search_path: Path | None = None
+) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides, then validate it.
+
+    `search_path` is a user app's own `conf/` (`fl-app new`), searched as well: its
+    `task/` options join fl_app's.
+    """
     overrides = list(overrides or [])
+    if search_path is not None:
+        overrides.insert(0, f"hydra.searchpath=[{_quote('file://' + str(search_path))}]")
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
@@ -77,9 +85,9 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
-def load_config(run_config: Mapping[str, Any]) -> DictConfig:
+def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> DictConfig:
     """Compose the configuration a Flower run asks for."""
-    return compose_config(overrides_from_run_config(run_config))
+    return compose_config(overrides_from_run_config(run_config), search_path)
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -81,10 +81,13 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
     return data, int(cfg.seed) + 10_007 * (partition_id + 1)
 
 
-def client_fn(context: Context) -> Client:
-    """Build the client for the node Flower is running this ClientApp on."""
+def client_fn(context: Context, search_path: Path | None = None) -> Client:
+    """Build the client for the node Flower is running this ClientApp on.
+
+    `search_path`: a user app's own `conf/`, composed with fl_app's.
+    """
     use_flower_handlers()
-    cfg = load_config(context.run_config)
+    cfg = load_config(context.run_config, search_path)
     mode = mode_of(cfg)
     data, node_seed = node_data(cfg, context.node_config)
     settings: dict[str, Any] = {

@@ -73,17 +73,21 @@ class RunResult:
 
 
 class FlowerCLI:
-    """`flwr` for one FLWR_HOME and (optionally) a named connection."""
+    """`flwr` for one FLWR_HOME, (optionally) a named connection, and one app directory
+    (fl_app's own by default; a user's app made by `fl-app new`)."""
 
-    def __init__(self, env: dict[str, str], connection: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], connection: str | None = None, app_dir: Path = APP_DIR
+    ) -> None:
         self.env = env
         self.connection = connection
+        self.app_dir = app_dir
 
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """Any `flwr` command, run in the app directory; its output captured."""
         return subprocess.run(
             [flower_bin("flwr"), *args],
-            cwd=APP_DIR,
+            cwd=self.app_dir,
             env=self.env,
             capture_output=True,
             text=True,
@@ -110,7 +114,7 @@ class FlowerCLI:
         command += ["--run-config", run_config]
         lines: list[str] = []
         with subprocess.Popen(
-            command, cwd=APP_DIR, env=self.env, stdout=subprocess.PIPE,
+            command, cwd=self.app_dir, env=self.env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         ) as process:  # fmt: skip
             for line in process.stdout or ():

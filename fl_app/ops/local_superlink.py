@@ -87,8 +87,16 @@ class LocalSuperLink:
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return self.cli.flwr(*args, timeout=timeout)
 
-    def submit(self, run_config: str, federation_config: str, timeout: float = 900) -> RunResult:
-        return self.cli.submit(run_config, federation_config=federation_config, timeout=timeout)
+    def submit(
+        self,
+        run_config: str,
+        federation_config: str,
+        timeout: float = 900,
+        app_dir: Path | None = None,
+    ) -> RunResult:
+        """`flwr run` of fl_app's app, or of the app in `app_dir`, on this SuperLink."""
+        cli = self.cli if app_dir is None else FlowerCLI(self.env, app_dir=app_dir)
+        return cli.submit(run_config, federation_config=federation_config, timeout=timeout)
 
     def run_status(self, run_id: int) -> str:
         return self.cli.run_status(run_id)

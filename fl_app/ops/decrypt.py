@@ -1,0 +1,45 @@
+"""`fl-app decrypt`: an encrypted checkpoint and the secret context -> a .keras model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fl_app.config import compose_config
+from fl_app.crypto.keys import load_secret_context
+from fl_app.crypto.payload import decrypt_aggregate, to_payload
+from fl_app.crypto.presets import get_preset
+from fl_app.fl.factory import new_model
+from fl_app.run.checkpoint import load_checkpoint
+
+
+def decrypt_checkpoint(
+    secret: Path, checkpoint: Path, out: Path, *, app_dir: Path | None = None
+) -> str:
+    """Write the decrypted global model to `out`; return a line saying what it is.
+
+    `app_dir` is the app directory (`fl-app new`) of a task that is not fl_app's own:
+    its `conf/` and task module are what rebuild the model.
+    """
+    arrays, meta = load_checkpoint(checkpoint)
+    identity = meta.get("identity", {})
+    if not meta.get("encrypted"):
+        raise ValueError(f"{checkpoint} holds a plaintext model; nothing to decrypt")
+    preset = get_preset(identity["he_preset"])
+    weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
+    search_path = None
+    if app_dir is not None:
+        import sys
+
+        sys.path.insert(0, str(app_dir.resolve()))  # the task module lives there
+        search_path = app_dir.resolve() / "conf"
+    cfg = compose_config(
+        [f"task={identity['task']}", f"task.model={identity['model']}"], search_path
+    )
+    net = new_model(cfg)
+    net.set_weights(weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net.save(out)
+    return (
+        f"Wrote {out}: {identity['task']}/{identity['model']} after round "
+        f"{meta['completed_rounds']}"
+    )
