@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,7 +16,7 @@ def data_spec(cfg: DictConfig) -> DataSpec:
     bundled = BUNDLED.get(task.source)
     return DataSpec(
         source=str(task.source),
-        args=_frozen(OmegaConf.to_container(task.source_args, resolve=True)),
+        args=json.dumps(OmegaConf.to_container(task.source_args, resolve=True), sort_keys=True),
         preprocess=str(task.preprocess),
         classification=task.objective.type == "classification",
         feature_shape=bundled.feature_shape if bundled else None,
@@ -32,12 +32,3 @@ def objective(cfg: DictConfig) -> Objective:
         primary=str(goal.primary),
         higher_is_better=bool(goal.higher_is_better),
     )
-
-
-def _frozen(value: Any) -> Any:
-    """`value` with lists and dicts turned into (hashable) tuples."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value

@@ -68,7 +68,7 @@ def _write_table(path: Path, flat: np.ndarray, y: np.ndarray, data: DataSpec) ->
 
 def _columns(data: DataSpec) -> tuple[str, list[str] | None]:
     """The target column and feature columns of `data`'s files (a table source's own)."""
-    args = dict(data.args) if data.source == TABLE_SOURCE else {}
+    args = data.kwargs if data.source == TABLE_SOURCE else {}
     features = args.get("features")
     return str(args.get("target", LABEL_COLUMN)), list(features) if features else None
 

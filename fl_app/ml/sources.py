@@ -8,6 +8,7 @@ that returns `(x, y)` arrays, with `args` as its keyword arguments. Nothing down
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,16 @@ class DataSpec:
     """What a task's data is (hashable, so pools and partitions can be cached)."""
 
     source: str  # a bundled set's name, or the import path of a callable -> (x, y)
-    args: tuple[tuple[str, Any], ...] = ()  # keyword arguments of the callable
+    args: str = "{}"  # keyword arguments of the callable, as JSON (hashable, exact)
     preprocess: str = "none"  # none | standardize (each holder with its own statistics)
     classification: bool = True  # integer labels (stratified splits, Dirichlet partitions)
     feature_shape: tuple[int, ...] | None = None  # shape of one example, when known
     num_classes: int | None = None  # label range 0..num_classes-1, when known
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The callable's keyword arguments."""
+        return json.loads(self.args)
 
     @classmethod
     def of(cls, data: DataSpec | str) -> DataSpec:
@@ -163,7 +169,7 @@ def load_source(data: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     if data.source in _BUNDLED_LOADERS:
         x, y = _BUNDLED_LOADERS[data.source]()
     else:
-        x, y = _call(resolve(data.source), dict(data.args))
+        x, y = _call(resolve(data.source), data.kwargs)
     x, y = np.asarray(x), np.asarray(y)
     y = _labels(data.source, y) if data.classification else y.astype(np.float32)
     if len(x) != len(y) or len(x) == 0:
