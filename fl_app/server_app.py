@@ -9,7 +9,7 @@ from flwr.app import Context
 from flwr.server import Grid, ServerApp
 
 from fl_app.config import load_config, mode_of, to_yaml
-from fl_app.fl.factory import build_strategy, new_model
+from fl_app.fl.factory import build_strategy, check_task, new_model
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.rounds import run_rounds
 from fl_app.fl.server_keys import ServerKeys
@@ -42,6 +42,7 @@ def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
     keys = ServerKeys.load(cfg, run_dir) if mode.encrypted else None
     identity = run_identity(cfg, keys.fingerprint if keys else None)
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
+    check_task(cfg, net)
     if cfg.resume:
         state = RunState.resume(run_dir, identity)
     else:

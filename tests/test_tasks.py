@@ -220,3 +220,44 @@ def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path
         ]
         assert sum(len(p.train) + len(p.test) for p in parts) == 240 - 48
         assert all(p.train.x.shape[1:] == (3,) for p in parts)
+
+
+THREE_CLASSES = textwrap.dedent(
+    """
+    import numpy as np
+
+
+    def load():
+        rng = np.random.default_rng(1)
+        return rng.normal(size=(90, 3)).astype("float32"), np.arange(90) % 3
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "outputs", "objective", "message"),
+    [
+        (3, 2, [], r"2 output unit\(s\), allowed labels 0\.\.1; .* up to 2"),
+        (5, 3, [], r"task\.model takes examples of shape \(5,\); the data's are \(3,\)"),
+        (3, 3, ["task.objective.loss=msee"], r"Could not interpret loss identifier: msee"),
+        (3, 3, ["task.objective.metrics=[acuracy]", "task.objective.primary=loss"],
+         r"Could not interpret metric identifier: acuracy"),
+    ],
+)  # fmt: skip
+def test_a_model_that_does_not_fit_its_data_fails_before_round_one(
+    tmp_path, monkeypatch, shape, outputs, objective, message
+):
+    from fl_app.fl.factory import check_task
+
+    (tmp_path / "three.py").write_text(THREE_CLASSES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_config(
+        ["task.name=three", "task.model=mlp", "task.source=three.load",
+         f"+task.model_args.input_shape=[{shape}]", f"+task.model_args.outputs={outputs}",
+         "federation.num_supernodes=3", *objective]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=message):  # the server, in simulation
+        check_task(cfg, new_model(cfg))
+    if not objective:  # a SuperNode checks its own data when it builds the model
+        with pytest.raises(ValueError, match=message):
+            client_of(cfg).fit(weights_of(new_model(cfg)), {})

@@ -11,7 +11,7 @@ from flwr.common import NDArrays, Scalar
 
 from fl_app.fl.protocol import EXAMPLES_KEY, ROUND_KEY, SAMPLED_KEY
 from fl_app.ml.data import ClientData
-from fl_app.ml.models import evaluate, train, weights_of
+from fl_app.ml.models import check_fits, evaluate, train, weights_of
 from fl_app.privacy.dp import DPSettings, privatize
 
 
@@ -55,6 +55,7 @@ class KerasClient(NumPyClient):
         """The model, built on first use (a properties query needs none)."""
         if self._net is None:
             self._net = self._model_factory()
+            check_fits(self._net, self.data.train)
         return self._net
 
     def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:

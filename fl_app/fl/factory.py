@@ -27,7 +27,7 @@ from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
-from fl_app.ml.models import BUILTIN_MODELS, build_model, evaluate, weights_of
+from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
 from fl_app.privacy.dp import DPSettings
 from fl_app.run.state import RunState
@@ -116,6 +116,15 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
 
 
 # ---------------------------------------------------------------- the ServerApp side
+def check_task(cfg: DictConfig, net: keras.Model) -> None:
+    """In simulation, where the server can see the task's data: fail before round 1 when
+    model and data do not fit, or Keras does not know the objective's names."""
+    if cfg.federation.name != "simulation":
+        return  # each SuperNode checks its own data when it builds the model
+    test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))
+    check_fits(net, test, dry_run=True)
+
+
 def centralized_evaluation(cfg: DictConfig, net: keras.Model):
     """An `evaluate_fn` on the server's held-out test set (plaintext modes only)."""
     test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))

@@ -100,6 +100,35 @@ def build_model(
     return net
 
 
+def check_fits(net: keras.Model, data: Split, *, dry_run: bool = False) -> None:
+    """Fail before training, naming the key, when `net` and `data` cannot work together.
+
+    Checks the example shape against the model's input and integer labels against its
+    output units; with `dry_run`, evaluating two examples also checks that Keras knows
+    the loss and metric names (it would otherwise fail only in the first fit).
+    """
+    expected = tuple(net.input_shape[1:])
+    if tuple(data.x.shape[1:]) != expected:
+        raise ValueError(
+            f"task.model takes examples of shape {expected}; the data's are {data.x.shape[1:]}"
+        )
+    units = int(net.output_shape[-1])
+    if np.issubdtype(data.y.dtype, np.integer) and len(data):  # labels, not values
+        classes = int(data.y.max()) + 1
+        allowed = 2 if units == 1 else units
+        if classes > allowed:
+            raise ValueError(
+                f"task.model has {units} output unit(s), allowed labels 0..{allowed - 1}; "
+                f"the data's labels go up to {classes - 1}"
+            )
+    if not dry_run:
+        return
+    try:
+        net.evaluate(data.x[:2], data.y[:2], verbose=0)
+    except ValueError as err:  # Keras names the unknown identifier
+        raise ValueError(f"task.objective: {err}") from err
+
+
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate)
