@@ -15,7 +15,7 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.sources import DataSpec, table
+from fl_app.ml.sources import DataSpec, as_labels, table
 
 TABLE_SOURCE = "fl_app.ml.sources.table"
 
@@ -105,9 +105,9 @@ def read_data_file(path: Path, data: DataSpec | str) -> Split:
 def _targets(path: Path, y: np.ndarray, data: DataSpec) -> np.ndarray:
     if not data.classification:
         return y.astype(np.float32)
-    labels = y.astype(np.int64)
+    labels = as_labels(str(path), y)  # whole numbers >= 0, as from every source
     classes = data.num_classes
-    if labels.min(initial=0) < 0 or (classes is not None and labels.max(initial=0) >= classes):
+    if classes is not None and labels.max(initial=0) >= classes:
         raise ValueError(f"{path}: labels must be integers 0..{(classes or 1) - 1}, one per row")
     return labels
 

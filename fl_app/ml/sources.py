@@ -102,14 +102,19 @@ def table(
         frame = pd.read_csv(file)
     else:
         raise ValueError(f"path={str(file)!r} is invalid: allowed a .csv or .parquet file")
-    columns = list(frame.columns)
-    wanted = [target, *(features or [])]
-    missing = [name for name in wanted if name not in columns]
+    features = _pick_columns(list(frame.columns), target, features, where=str(file))
+    return frame[features].to_numpy(np.float32), frame[target].to_numpy()
+
+
+def _pick_columns(
+    columns: list[str], target: str, features: list[str] | tuple[str, ...] | None, where: str
+) -> list[str]:
+    """The feature columns (default: all but `target`), refusing a column `where` lacks."""
+    missing = [name for name in [target, *(features or [])] if name not in columns]
     if missing:
         shown = ", ".join(map(str, columns[:8])) + ("..." if len(columns) > 8 else "")
-        raise ValueError(f"{file} has no {missing[0]!r} column (columns: {shown})")
-    features = list(features) if features else [c for c in columns if c != target]
-    return frame[features].to_numpy(np.float32), frame[target].to_numpy()
+        raise ValueError(f"{where} has no {missing[0]!r} column (columns: {shown})")
+    return list(features) if features else [c for c in columns if c != target]
 
 
 def huggingface(
@@ -141,11 +146,7 @@ def huggingface(
             dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
         )
         table_ = federated.load_split(split)
-    columns = list(table_.column_names)
-    missing = [c for c in [target, *(features or [])] if c not in columns]
-    if missing:
-        raise ValueError(f"dataset {dataset!r} has no {missing[0]!r} column (columns: {columns})")
-    features = list(features) if features else [c for c in columns if c != target]
+    features = _pick_columns(list(table_.column_names), target, features, f"dataset {dataset!r}")
     frame = table_.with_format("numpy")
     x = np.stack([np.asarray(frame[c], dtype=np.float32) for c in features], axis=1)
     return x, np.asarray(frame[target])
@@ -171,7 +172,7 @@ def load_source(data: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     else:
         x, y = _call(resolve(data.source), data.kwargs)
     x, y = np.asarray(x), np.asarray(y)
-    y = _labels(data.source, y) if data.classification else y.astype(np.float32)
+    y = as_labels(data.source, y) if data.classification else y.astype(np.float32)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(
             f"source {data.source!r} returned {len(x)} examples and {len(y)} targets: "
@@ -180,7 +181,7 @@ def load_source(data: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _labels(source: str, y: np.ndarray) -> np.ndarray:
+def as_labels(source: str, y: np.ndarray) -> np.ndarray:
     """Classification targets as int64 labels, refusing values that are not whole >= 0."""
     if y.dtype.kind in "iub" or (
         y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
