@@ -14,18 +14,24 @@ from datasets import Dataset
 from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
 from sklearn.model_selection import train_test_split
 
+from fl_app.ml.features import Features, standardise, take
 from fl_app.ml.sources import PREPROCESSING, DataSpec, load_source
 
 
 @dataclass(frozen=True)
 class Split:
-    """Features and targets (integer labels, or values for regression) of one split."""
+    """Model inputs (one array or named arrays) and targets (integer labels, or values
+    for regression) of one split."""
 
-    x: np.ndarray
+    x: Features
     y: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def take(self, rows: Any) -> Split:
+        """The examples `rows` (indices or a slice) of this split."""
+        return Split(take(self.x, rows), self.y[rows])
 
 
 @dataclass(frozen=True)
@@ -58,18 +64,12 @@ class PartitionSpec:
         )
 
 
-def _standardise(train: Split, *others: Split) -> tuple[Split, ...]:
-    """Scale features with statistics of `train` only (no data leaves the holder)."""
-    mean = train.x.mean(axis=0)
-    std = train.x.std(axis=0) + 1e-6
-    return tuple(Split(((s.x - mean) / std).astype(np.float32), s.y) for s in (train, *others))
-
-
 def preprocess(data: DataSpec | str, train: Split, *others: Split) -> tuple[Split, ...]:
     """The task's preprocessing, fitted on `train` (one holder's own data) only."""
     data = DataSpec.of(data)
-    if data.preprocess == "standardize":
-        return _standardise(train, *others)
+    if data.preprocess == "standardize":  # statistics of `train` only
+        scaled = standardise(train.x, *(s.x for s in others))
+        return tuple(Split(x, s.y) for x, s in zip(scaled, (train, *others), strict=True))
     if data.preprocess != "none":
         raise ValueError(f"preprocess={data.preprocess!r} is unknown: allowed {PREPROCESSING}")
     return (train, *others)
@@ -86,12 +86,12 @@ def pool_and_server_test(
 def _pool_and_server_test(
     data: DataSpec, server_test_fraction: float, seed: int
 ) -> tuple[Split, Split]:
-    x, y = load_source(data)
-    x_pool, x_test, y_pool, y_test = train_test_split(
-        x, y, test_size=server_test_fraction, random_state=seed,
-        stratify=y if data.classification else None,
+    rows = Split(*load_source(data))
+    pool, test = train_test_split(  # row indices: the same split as of the arrays
+        np.arange(len(rows)), test_size=server_test_fraction, random_state=seed,
+        stratify=rows.y if data.classification else None,
     )  # fmt: skip
-    return Split(x_pool, y_pool), Split(x_test, y_test)
+    return rows.take(pool), rows.take(test)
 
 
 def make_partitioner(spec: PartitionSpec, seed: int) -> Partitioner:
@@ -175,11 +175,7 @@ def load_client_data(
     train_rows, test_rows = train_test_split(
         rows, test_size=client_test_fraction, random_state=seed + partition_id
     )
-    train, test = preprocess(
-        data,
-        Split(pool.x[train_rows], pool.y[train_rows]),
-        Split(pool.x[test_rows], pool.y[test_rows]),
-    )
+    train, test = preprocess(data, pool.take(train_rows), pool.take(test_rows))
     return ClientData(train=train, test=test)
 
 

@@ -11,8 +11,10 @@ import keras
 import numpy as np
 
 from fl_app.ml.data import Split
+from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
 from fl_app.ml.sources import resolve
+from fl_app.ml.targets import ONE_HOT_LOSSES, one_hot
 
 
 # ---------------------------------------------------------------- built-in architectures
@@ -91,6 +93,11 @@ def build_model(
         net = resolve(model)(**model_args)
     if not isinstance(net, keras.Model):
         raise ValueError(f"task.model={model!r} returned {type(net).__name__}, not a keras.Model")
+    if not net.weights:  # the global model's weights must exist before any data is seen
+        raise ValueError(
+            f"task.model={model!r} returned a model without weights (not built): give it an "
+            "Input, or call it once on an example in your function, e.g. `model(np.zeros((1, 4)))`"
+        )
     if not net.compiled:
         net.compile(
             optimizer=_optimizer(optimizer, learning_rate),
@@ -103,16 +110,13 @@ def build_model(
 def check_fits(net: keras.Model, data: Split, *, dry_run: bool = False) -> None:
     """Fail before training, naming the key, when `net` and `data` cannot work together.
 
-    Checks the example shape against the model's input and integer labels against its
-    output units; with `dry_run`, evaluating two examples also checks that Keras knows
-    the loss and metric names (it would otherwise fail only in the first fit).
+    Checks the examples against the model's inputs (shapes; names for named inputs) and
+    integer labels against its output units; with `dry_run`, evaluating two examples also
+    checks that Keras knows the loss and metric names (it would otherwise fail only in
+    the first fit).
     """
-    expected = tuple(net.input_shape[1:])
-    if tuple(data.x.shape[1:]) != expected:
-        raise ValueError(
-            f"task.model takes examples of shape {expected}; the data's are {data.x.shape[1:]}"
-        )
-    units = int(net.output_shape[-1])
+    _check_inputs(net, data.x)
+    units = _output_units(net, data.x)
     if np.issubdtype(data.y.dtype, np.integer) and len(data):  # labels, not values
         classes = int(data.y.max()) + 1
         allowed = 2 if units == 1 else units
@@ -123,10 +127,56 @@ def check_fits(net: keras.Model, data: Split, *, dry_run: bool = False) -> None:
             )
     if not dry_run:
         return
+    two = data.take(slice(0, 2))
     try:
-        net.evaluate(data.x[:2], data.y[:2], verbose=0)
+        net.evaluate(two.x, _targets(net, two), verbose=0)
     except ValueError as err:  # Keras names the unknown identifier
         raise ValueError(f"task.objective: {err}") from err
+
+
+def _check_inputs(net: keras.Model, x: Features) -> None:
+    """The data's example shapes (and input names) against a functional model's inputs;
+    a subclassed model declares none and is checked by running it."""
+    if not getattr(net, "inputs", None):
+        return
+    expected = {t.name: tuple(t.shape[1:]) for t in net.inputs}
+    given = (
+        {name: tuple(array.shape[1:]) for name, array in x.items()}
+        if isinstance(x, dict)
+        else {net.inputs[0].name: tuple(x.shape[1:])} if len(expected) == 1 else {}
+    )  # fmt: skip
+    if given.keys() != expected.keys():
+        raise ValueError(
+            f"task.model takes the named inputs {sorted(expected)}; the data gives "
+            f"{sorted(given) if isinstance(x, dict) else 'one array'} (map columns to "
+            "inputs with source_args.inputs)"
+        )
+    for name, shape in expected.items():
+        if not _shape_fits(shape, given[name]):
+            where = f"input {name!r} " if len(expected) > 1 else ""
+            raise ValueError(
+                f"task.model {where}takes examples of shape {shape}; the data's are "
+                f"{given[name]} ({describe(x)})"
+            )
+
+
+def _shape_fits(expected: tuple, given: tuple) -> bool:
+    return len(expected) == len(given) and all(
+        e in (None, g) for e, g in zip(expected, given, strict=False)
+    )
+
+
+def _output_units(net: keras.Model, x: Features) -> int:
+    """The model's output units: declared by a functional model, else from one example."""
+    if getattr(net, "outputs", None):
+        return int(net.outputs[0].shape[-1])
+    try:
+        return int(net(take(x, slice(0, 1))).shape[-1])
+    except Exception as err:  # a subclassed model's own error, named
+        raise ValueError(
+            f"task.model cannot run on the data's examples ({describe(x)}): "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -143,14 +193,27 @@ def train(
 ) -> dict[str, float]:
     """Train in place; return the last epoch's loss and metrics as `train_<name>`."""
     keras.utils.set_random_seed(seed)
-    history = net.fit(data.x, data.y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    history = net.fit(
+        data.x, _targets(net, data), epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
+    )
     return {f"train_{name}": float(values[-1]) for name, values in history.history.items()}
 
 
 def evaluate(net: keras.Model, data: Split, *, batch_size: int) -> dict[str, float]:
     """Loss and every compiled metric of `net` on `data`, by name."""
-    results = net.evaluate(data.x, data.y, batch_size=batch_size, verbose=0, return_dict=True)
+    results = net.evaluate(
+        data.x, _targets(net, data), batch_size=batch_size, verbose=0, return_dict=True
+    )
     return {name: float(value) for name, value in results.items()}
+
+
+def _targets(net: keras.Model, data: Split) -> np.ndarray:
+    """The labels as the compiled loss takes them: one-hot rows for a one-hot loss."""
+    loss = net.loss
+    name = loss if isinstance(loss, str) else getattr(loss, "name", getattr(loss, "__name__", ""))
+    if name in ONE_HOT_LOSSES and data.y.ndim == 1 and np.issubdtype(data.y.dtype, np.integer):
+        return one_hot(data.y, _output_units(net, data.x))
+    return data.y
 
 
 def weights_of(net: keras.Model) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Per-node data files: what each SuperNode of a deployment holds (NPZ or CSV)."""
+"""Per-node data files: what each SuperNode of a deployment holds (NPZ, CSV, Parquet)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.sources import DataSpec, as_labels, table
+from fl_app.ml.features import Features, num_rows
+from fl_app.ml.sources import DataSpec, table
+from fl_app.ml.targets import as_labels
 
-TABLE_SOURCE = "fl_app.ml.sources.table"
+# Sources whose column names a node's CSV or Parquet file keeps (their source_args).
+COLUMN_SOURCES = ("fl_app.ml.sources.table", "fl_app.ml.sources.huggingface")
 
-LABEL_COLUMN = "label"  # the target column of a node's CSV data file
+LABEL_COLUMN = "label"  # the target column of a node's table file for any other source
 
+NAMED_PREFIX = "x:"  # NPZ arrays of named inputs: `x:<input name>`, beside `y`
 
 FILE_FORMATS = ("npz", "csv", "parquet")
 
@@ -43,63 +47,96 @@ def export_partitions(
     paths = []
     for pid, rows in enumerate(pool_partitions(data, server_test_fraction, spec, seed)):
         path = out_dir / f"partition_{pid}.{file_format}"
-        x, y = pool.x[rows], pool.y[rows]
+        part = pool.take(rows)
         if file_format == "npz":
-            np.savez(path, x=x, y=y)
+            np.savez(path, **_npz_arrays(part))
         else:
-            _write_table(path, x.reshape(len(x), -1), y, data)
+            _write_table(path, part, data)
         paths.append(path)
     return paths
 
 
-def _write_table(path: Path, flat: np.ndarray, y: np.ndarray, data: DataSpec) -> None:
+def _npz_arrays(part: Split) -> dict[str, np.ndarray]:
+    if isinstance(part.x, dict):
+        return {**{NAMED_PREFIX + k: v for k, v in part.x.items()}, "y": part.y}
+    return {"x": part.x, "y": part.y}
+
+
+def _write_table(path: Path, part: Split, data: DataSpec) -> None:
     """CSV or Parquet with the columns `read_data_file` expects for `data`."""
     import pandas as pd  # only for table files
 
-    target, features = _columns(data)
-    names = list(features) if features else [f"f{i}" for i in range(flat.shape[1])]
-    frame = pd.DataFrame(flat, columns=names)
-    frame[target] = y
+    target, features, inputs = _columns(data)
+    if isinstance(part.x, dict):
+        if not inputs:
+            raise ValueError(
+                f"format={path.suffix[1:]!r}: source {data.source!r} names no columns for its "
+                "named inputs; allowed format=npz (or a table source with `inputs`)"
+            )
+        columns: dict[str, np.ndarray] = {}
+        for name, spec in inputs.items():
+            array = part.x[name]
+            columns.update(
+                {spec: array} if isinstance(spec, str) else dict(zip(spec, array.T, strict=True))
+            )
+        frame = pd.DataFrame(columns)
+    else:
+        flat = part.x.reshape(len(part.x), -1)
+        names = list(features) if features else [f"f{i}" for i in range(flat.shape[1])]
+        frame = pd.DataFrame(flat, columns=names)
+    frame[target] = part.y
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, index=False, float_format="%.8g")
 
 
-def _columns(data: DataSpec) -> tuple[str, list[str] | None]:
-    """The target column and feature columns of `data`'s files (a table source's own)."""
-    args = data.kwargs if data.source == TABLE_SOURCE else {}
-    features = args.get("features")
-    return str(args.get("target", LABEL_COLUMN)), list(features) if features else None
+def _columns(data: DataSpec) -> tuple[str, list[str] | None, dict | None]:
+    """The target, feature and named-input columns of `data`'s table files: a table or
+    Hugging Face source's own, else a `label` column and every other as a feature."""
+    args = data.kwargs if data.source in COLUMN_SOURCES else {}
+    features, inputs = args.get("features"), args.get("inputs")
+    return str(args.get("target", LABEL_COLUMN)), list(features or []) or None, inputs or None
 
 
 def read_data_file(path: Path, data: DataSpec | str) -> Split:
-    """Features and targets from a node's NPZ (`x`, `y`), CSV or Parquet file (named
-    columns: the table source's `target` and `features`, else a `label` column),
-    checked against the task's example shape and label range."""
+    """Model inputs and targets from a node's NPZ (`x`, or named `x:<input>` arrays, and
+    `y`), CSV or Parquet file (the columns of `_columns`), checked against the task's
+    example shape and label range."""
     data = DataSpec.of(data)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data-path={str(path)!r} is invalid: no such file")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            if not {"x", "y"} <= set(npz.files):
-                raise ValueError(f"{path} must hold arrays 'x' and 'y', found {npz.files}")
-            x, y = npz["x"], npz["y"]
+        x, y = _read_npz(path)
     elif path.suffix in (".csv", ".parquet"):
         x, y = table(str(path), *_columns(data))
     else:
         raise ValueError(
             f"data-path={str(path)!r} is invalid: allowed a .npz, .csv or .parquet file"
         )
-    shape = data.feature_shape or tuple(x.shape[1:])
-    if x.size != len(x) * int(np.prod(shape)):
-        raise ValueError(
-            f"{path}: rows of {x.shape[1:]} values do not fit task {data.source!r} (needs {shape})"
-        )
-    if len(y) != len(x):
-        raise ValueError(f"{path}: {len(y)} targets for {len(x)} rows, allowed one per row")
-    return Split(x.reshape(len(x), *shape).astype(np.float32), _targets(path, y, data))
+    if num_rows(x) != len(y):
+        raise ValueError(f"{path}: {len(y)} targets for {num_rows(x)} rows, allowed one per row")
+    if isinstance(x, np.ndarray):
+        shape = data.feature_shape or tuple(x.shape[1:])
+        if x.size != len(x) * int(np.prod(shape)):
+            raise ValueError(
+                f"{path}: rows of {x.shape[1:]} values do not fit task {data.source!r} "
+                f"(needs {shape})"
+            )
+        x = x.reshape(len(x), *shape).astype(np.float32)
+    return Split(x, _targets(path, y, data))
+
+
+def _read_npz(path: Path) -> tuple[Features, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        named = {k[len(NAMED_PREFIX) :]: npz[k] for k in npz.files if k.startswith(NAMED_PREFIX)}
+        if "y" not in npz.files or ("x" not in npz.files and not named):
+            raise ValueError(
+                f"{path} must hold arrays 'x' (or named inputs 'x:<name>') and 'y', "
+                f"found {npz.files}"
+            )
+        return (npz["x"] if "x" in npz.files else named), npz["y"]
 
 
 def _targets(path: Path, y: np.ndarray, data: DataSpec) -> np.ndarray:
@@ -122,9 +159,5 @@ def load_node_data(
     train_rows, test_rows = train_test_split(
         np.arange(len(rows)), test_size=client_test_fraction, random_state=seed
     )
-    train, test = preprocess(
-        data,
-        Split(rows.x[train_rows], rows.y[train_rows]),
-        Split(rows.x[test_rows], rows.y[test_rows]),
-    )
+    train, test = preprocess(data, rows.take(train_rows), rows.take(test_rows))
     return ClientData(train=train, test=test)

@@ -2,7 +2,8 @@
 
 A source is named by a string: a bundled set (`digits`, `breast_cancer`, `diabetes`) or
 the import path of a callable (`package.module.function` or `package.module:function`)
-that returns `(x, y)` arrays, with `args` as its keyword arguments. Nothing downloads.
+that returns `(x, y)` (`x` one array or a dict of named arrays) or a `datasets.Dataset`
+with a `label` column, called with `args` as its keyword arguments. Nothing downloads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datasets import Dataset
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+
+from fl_app.ml.features import Features, gather, num_rows
+from fl_app.ml.targets import as_labels
 
 PREPROCESSING = ("none", "standardize")  # per holder, with its own statistics
 
@@ -83,11 +88,19 @@ BUNDLED = {
 }
 
 
+Columns = list[str] | tuple[str, ...] | None
+Inputs = Mapping[str, str | list[str]] | None
+
+
 def table(
-    path: str, target: str, features: list[str] | tuple[str, ...] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of a CSV or Parquet file with named columns: `features` (default: every
-    column but `target`) as float32 examples, `target` as the targets.
+    path: str, target: str, features: Columns = None, inputs: Inputs = None
+) -> tuple[Features, np.ndarray]:
+    """The rows of a CSV or Parquet file with named columns, and the `target` column.
+
+    The model's input is either one float32 array of the `features` columns (default:
+    every column but `target`) or, with `inputs`, named arrays for a model with several
+    named inputs: `{input_name: column}` (one value per example) or `{input_name: [columns]}`
+    (a vector), integer columns kept integer (ids for an `Embedding`).
 
     Use as `source: fl_app.ml.sources.table` with `source_args: {path: ..., target: ...}`.
     """
@@ -102,30 +115,49 @@ def table(
         frame = pd.read_csv(file)
     else:
         raise ValueError(f"path={str(file)!r} is invalid: allowed a .csv or .parquet file")
-    features = _pick_columns(list(frame.columns), target, features, where=str(file))
-    return frame[features].to_numpy(np.float32), frame[target].to_numpy()
+    return select(
+        lambda name: frame[name].to_numpy(), list(frame.columns), target, features, inputs,
+        where=str(file),
+    )  # fmt: skip
 
 
-def _pick_columns(
-    columns: list[str], target: str, features: list[str] | tuple[str, ...] | None, where: str
-) -> list[str]:
-    """The feature columns (default: all but `target`), refusing a column `where` lacks."""
-    missing = [name for name in [target, *(features or [])] if name not in columns]
+def select(
+    column: Callable[[str], np.ndarray],
+    columns: list[str],
+    target: str,
+    features: Columns,
+    inputs: Inputs,
+    *,
+    where: str,
+) -> tuple[Features, np.ndarray]:
+    """The model inputs and targets from named columns (see `table`), refusing a column
+    that `where` lacks."""
+    if features and inputs:
+        raise ValueError(f"{where}: give either features or inputs, not both")
+    named = [
+        c for spec in (inputs or {}).values() for c in ([spec] if isinstance(spec, str) else spec)
+    ]
+    missing = [name for name in [target, *(features or []), *named] if name not in columns]
     if missing:
         shown = ", ".join(map(str, columns[:8])) + ("..." if len(columns) > 8 else "")
         raise ValueError(f"{where} has no {missing[0]!r} column (columns: {shown})")
-    return list(features) if features else [c for c in columns if c != target]
+    if inputs:
+        return gather(column, inputs), np.asarray(column(target))
+    features = list(features) if features else [c for c in columns if c != target]
+    x = np.stack([np.asarray(column(c), dtype=np.float32) for c in features], axis=1)
+    return x, np.asarray(column(target))
 
 
 def huggingface(
     dataset: str,
     target: str,
-    features: list[str] | tuple[str, ...] | None = None,
+    features: Columns = None,
+    inputs: Inputs = None,
     split: str = "train",
     **load_dataset_kwargs: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A Hugging Face dataset's `split` as arrays: `features` columns (default: every
-    column but `target`) and the `target` column.
+) -> tuple[Features, np.ndarray]:
+    """A Hugging Face dataset's `split`: its `features` or named `inputs` columns (as in
+    `table`) and the `target` column.
 
     `dataset` is a hub name or a builder such as `parquet` with `data_files=...`, loaded
     through flwr-datasets' `FederatedDataset` (its `load_dataset` keyword arguments), or a
@@ -146,10 +178,18 @@ def huggingface(
             dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
         )
         table_ = federated.load_split(split)
-    features = _pick_columns(list(table_.column_names), target, features, f"dataset {dataset!r}")
+    return from_dataset(table_, target, features, inputs, where=f"dataset {dataset!r}")
+
+
+def from_dataset(
+    table_: Dataset, target: str, features: Columns, inputs: Inputs, *, where: str
+) -> tuple[Features, np.ndarray]:
+    """The model inputs and targets of a `datasets.Dataset`'s named columns."""
     frame = table_.with_format("numpy")
-    x = np.stack([np.asarray(frame[c], dtype=np.float32) for c in features], axis=1)
-    return x, np.asarray(frame[target])
+    return select(
+        lambda name: np.asarray(frame[name]), list(table_.column_names), target, features,
+        inputs, where=where,
+    )  # fmt: skip
 
 
 def resolve(path: str) -> Any:
@@ -165,36 +205,24 @@ def resolve(path: str) -> Any:
         raise ValueError(f"{path!r} does not import: {type(err).__name__}: {err}") from err
 
 
-def load_source(data: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+def load_source(data: DataSpec) -> tuple[Features, np.ndarray]:
     """The examples and targets of a source, checked to pair up."""
     if data.source in _BUNDLED_LOADERS:
         x, y = _BUNDLED_LOADERS[data.source]()
     else:
-        x, y = _call(resolve(data.source), data.kwargs)
-    x, y = np.asarray(x), np.asarray(y)
+        made = _call(resolve(data.source), data.kwargs)
+        if isinstance(made, Dataset):  # Hugging Face's convention: a `label` column
+            made = from_dataset(made, "label", None, None, where=f"source {data.source!r}")
+        x, y = made
+    x = {str(k): np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
+    y = np.asarray(y)
     y = as_labels(data.source, y) if data.classification else y.astype(np.float32)
-    if len(x) != len(y) or len(x) == 0:
+    if num_rows(x) != len(y) or len(y) == 0:
         raise ValueError(
-            f"source {data.source!r} returned {len(x)} examples and {len(y)} targets: "
+            f"source {data.source!r} returned {num_rows(x)} examples and {len(y)} targets: "
             "allowed the same number, at least one"
         )
     return x, y
-
-
-def as_labels(source: str, y: np.ndarray) -> np.ndarray:
-    """Classification targets as int64 labels, refusing values that are not whole >= 0."""
-    if y.dtype.kind in "iub" or (
-        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
-    ):
-        labels = y.astype(np.int64)
-    else:
-        raise ValueError(
-            f"source {source!r}: classification targets must be integer labels >= 0, "
-            f"got {y.dtype} values (set task.objective.type=regression for values)"
-        )
-    if labels.min(initial=0) < 0:
-        raise ValueError(f"source {source!r}: labels must be integers >= 0")
-    return labels
 
 
 def _call(fn: Any, args: Mapping[str, Any]) -> Any:
