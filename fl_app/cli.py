@@ -12,6 +12,8 @@ from fl_app.crypto.payload import PayloadError
 from fl_app.crypto.presets import PRESETS
 from fl_app.run.checkpoint import CheckpointError
 
+APP_HELP = "a user's app directory (fl-app new); default: the current one, if it is an app"
+
 
 def _keygen(args: argparse.Namespace) -> int:
     manifest = generate_keys(args.out, args.preset, force=args.force)
@@ -63,12 +65,13 @@ def _node_key(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fl_app.config import compose_config
     from fl_app.config.task import data_spec
     from fl_app.ml.data import PartitionSpec
     from fl_app.ml.node_files import export_partitions
+    from fl_app.ops.apps import compose_for_app
 
-    cfg = compose_config([f"task={args.task}", f"partition={args.partition}", *args.override])
+    overrides = [f"task={args.task}", f"partition={args.partition}", *args.override]
+    cfg = compose_for_app(overrides, args.app)
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
         data_spec(cfg),
@@ -148,7 +151,7 @@ def _add_key_commands(commands: argparse._SubParsersAction) -> None:
     decrypt.add_argument("--secret", type=Path, required=True, help="path of secret.ctx")
     decrypt.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.npz of a run")
     decrypt.add_argument("--out", type=Path, required=True, help="the .keras file to write")
-    decrypt.add_argument("--app", type=Path, default=None, help="the app dir of a user's task")
+    decrypt.add_argument("--app", type=Path, default=None, help=APP_HELP)
     decrypt.set_defaults(handler=_decrypt)
     new = commands.add_parser("new", help="scaffold a Flower app of your own task on fl_app")
     new.add_argument("dir", type=Path, help="the app directory to create")
@@ -176,6 +179,7 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--num-partitions", type=int, required=True)
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--format", choices=["npz", "csv", "parquet"], default="npz")
+    export.add_argument("--app", type=Path, default=None, help=APP_HELP)
     export.add_argument(
         "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
     )

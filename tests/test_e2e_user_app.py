@@ -105,3 +105,27 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
     assert len(moving) == 2
     for path in moving:
         assert not np.allclose(trained[path], initial[path])
+
+
+def test_fl_experiment_in_a_user_app_sweeps_that_apps_task(tmp_path):
+    """`cd app && fl-experiment -m ...`: each job runs the user's app with its conf/."""
+    import csv
+
+    app = tmp_path / "clinic"
+    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "fl-experiment"), "-m", "task=mine",
+         "strategy=fedavg,he", "num_rounds=1", "federation.num_supernodes=2", "quiet=true",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=app, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (sweep / "summary.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["status"] for row in rows] == ["completed", "completed"], rows
+    assert {row["metric"] for row in rows} == {"auc"}
+    for job in sweep.glob("*/job.json"):
+        assert json.loads(job.read_text())["app_dir"] == str(app.resolve())

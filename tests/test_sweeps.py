@@ -109,3 +109,16 @@ def test_a_real_multirun_records_each_job_and_summarizes(tmp_path):
         assert "num_rounds=-1 is invalid" in bad["error"]
     assert (sweep / "summary.md").read_text().count("| completed |") == 2
     assert (sweep / "accuracy_per_round.png").stat().st_size > 0
+
+
+def test_jobs_run_the_user_app_they_are_started_in(tmp_path):
+    from fl_app.ops.apps import app_dir_at
+    from fl_app.ops.flower import APP_DIR
+    from fl_app.ops.scaffold import new_app
+
+    new_app(tmp_path / "app", "mine")
+    assert app_dir_at(tmp_path / "app") == (tmp_path / "app").resolve()
+    assert app_dir_at(tmp_path) == APP_DIR  # not an app: fl_app's own
+    assert app_dir_at(APP_DIR) == APP_DIR
+    (tmp_path / "app" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert app_dir_at(tmp_path / "app") == APP_DIR  # no [tool.flwr.app]

@@ -3,7 +3,10 @@ models, one-hot targets, a callable returning a `datasets.Dataset`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,6 +216,28 @@ def test_the_scaffolds_own_task_composes_from_its_conf_and_trains(tmp_path, monk
     client = client_of(cfg)
     _, _, metrics = client.fit(weights_of(new_model(cfg)), {})
     assert "train_auc" in metrics
+    exported = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "fl-app"),
+            "export-partitions",
+            "--task",
+            "clinic",
+            "--num-partitions",
+            "2",
+            "--out",
+            str(tmp_path / "nodes"),
+            "--format",
+            "parquet",
+        ],
+        cwd=tmp_path / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )  # fmt: skip  (run in the app's directory: its conf/ and module are found)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    rows = read_data_file(tmp_path / "nodes" / "partition_1.parquet", data_spec(cfg))
+    assert rows.x.shape[1:] == (4,) and len(rows) == 120  # 300 rows - 20 %, / 2
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         new_app(tmp_path / "app", "clinic")
     with pytest.raises(ValueError, match="name='Clinic' is invalid"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fl_app.config import compose_config
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, to_payload
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.factory import new_model
+from fl_app.ops.apps import compose_for_app
 from fl_app.run.checkpoint import load_checkpoint
 
 
@@ -17,8 +17,9 @@ def decrypt_checkpoint(
 ) -> str:
     """Write the decrypted global model to `out`; return a line saying what it is.
 
-    `app_dir` is the app directory (`fl-app new`) of a task that is not fl_app's own:
-    its `conf/` and task module are what rebuild the model.
+    `app_dir` is the app directory (`fl-app new`) of a task that is not fl_app's own
+    (default: the current directory when it is one): its `conf/` and task module are
+    what rebuild the model.
     """
     arrays, meta = load_checkpoint(checkpoint)
     identity = meta.get("identity", {})
@@ -26,15 +27,7 @@ def decrypt_checkpoint(
         raise ValueError(f"{checkpoint} holds a plaintext model; nothing to decrypt")
     preset = get_preset(identity["he_preset"])
     weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
-    search_path = None
-    if app_dir is not None:
-        import sys
-
-        sys.path.insert(0, str(app_dir.resolve()))  # the task module lives there
-        search_path = app_dir.resolve() / "conf"
-    cfg = compose_config(
-        [f"task={identity['task']}", f"task.model={identity['model']}"], search_path
-    )
+    cfg = compose_for_app([f"task={identity['task']}", f"task.model={identity['model']}"], app_dir)
     net = new_model(cfg)
     net.set_weights(weights)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
     fl-experiment strategy=fedavg                         one run
     fl-experiment -m strategy=fedavg,he partition=iid,dirichlet
     fl-experiment -m +experiment=privacy_modes
+    cd my_app && fl-experiment -m task=mine strategy=fedavg,he    (an app of `fl-app new`)
 
 A job turns its composed config into Flower's run config, launches `flwr run` (its own
 simulation SuperLink, or the deployment connection of `federation=deployment`), waits,
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fl_app.config import CONF_DIR, ConfigError, validate
-from fl_app.ops.flower import FlowerCLI
+from fl_app.ops.apps import app_dir_at, enter_app
+from fl_app.ops.flower import APP_DIR, FlowerCLI
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.sweeps.summary import read_json, summarize_sweep
 
@@ -59,17 +62,18 @@ def run_config_for(cfg: DictConfig, strategy: str, task_overrides: list[str], ru
     )
 
 
-def launch(cfg: DictConfig, run_config: str, on_line) -> Any:
-    """Run it on a private simulation SuperLink, or on the configured deployment."""
+def launch(cfg: DictConfig, run_config: str, on_line, app_dir: Path = APP_DIR) -> Any:
+    """Run the app in `app_dir` on a private simulation SuperLink, or on the configured
+    deployment."""
     fed = cfg.federation
     if fed.name == "simulation":
         federation = (
             f"num-supernodes={fed.num_supernodes} client-resources-num-cpus={fed.client_num_cpus}"
         )
         with tempfile.TemporaryDirectory() as home, LocalSuperLink(Path(home)) as link:
-            return link.cli.submit(run_config, federation_config=federation, on_line=on_line)
-    env = dict(os.environ)
-    return FlowerCLI(env, fed.connection).submit(run_config, on_line=on_line)
+            cli = FlowerCLI(link.env, app_dir=app_dir)
+            return cli.submit(run_config, federation_config=federation, on_line=on_line)
+    return FlowerCLI(dict(os.environ), fed.connection, app_dir).submit(run_config, on_line=on_line)
 
 
 class RoundProgress:
@@ -110,6 +114,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if "hydra" not in k},
         "status": "failed",
         "run_dir": str(job_dir / RUN_DIR),
+        "app_dir": str(app_dir_at(Path.cwd())),
     }
     started = time.monotonic()
     progress = None
@@ -119,7 +124,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         progress = RoundProgress(
             f"job {record['job']}: {record['overrides']}", cfg.num_rounds, cfg.quiet
         )
-        result = launch(cfg, run_config, progress.line)
+        result = launch(cfg, run_config, progress.line, Path(record["app_dir"]))
         record.update(run_id=result.run_id, flower_status=result.status)
         summary_path = job_dir / RUN_DIR / "summary.json"
         if result.status == "finished:completed" and summary_path.exists():
@@ -154,6 +159,16 @@ class SweepSummary(Callback):
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # SuperLink health polls
     run_job(cfg)
+
+
+def main() -> None:
+    """`fl-experiment`. In a user's app directory (`fl-app new`), each job runs that app,
+    and its `conf/` is on Hydra's search path, as for the app's own ServerApp."""
+    conf = enter_app(app_dir_at(Path.cwd()))
+    given = any(arg.startswith("hydra.searchpath") for arg in sys.argv[1:])
+    if conf is not None and not given:
+        sys.argv.append(f"hydra.searchpath=['file://{conf}']")
+    _main()

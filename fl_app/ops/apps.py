@@ -1,0 +1,47 @@
+"""A user's own Flower app (`fl-app new`) as operator commands find and compose it:
+`fl-experiment`, `fl-app decrypt` and `fl-app export-partitions` run in its directory
+(or are given it) and see its `conf/` and task module as its ServerApp does."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from fl_app.config import compose_config
+from fl_app.ops.flower import APP_DIR
+
+
+def app_dir_at(directory: Path) -> Path:
+    """The Flower app to run from `directory`: a user's app there (a `pyproject.toml` with
+    `[tool.flwr.app]` and a `conf/`, as `fl-app new` writes), else fl_app's own."""
+    directory = directory.resolve()
+    project = directory / "pyproject.toml"
+    if directory == APP_DIR or not (project.is_file() and (directory / "conf").is_dir()):
+        return APP_DIR
+    try:
+        tables = tomllib.loads(project.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return APP_DIR
+    return directory if "app" in tables.get("tool", {}).get("flwr", {}) else APP_DIR
+
+
+def compose_for_app(overrides: list[str], app_dir: Path | None = None) -> DictConfig:
+    """The config as the app in `app_dir` (default: the current directory's, else
+    fl_app's own) composes it: its `conf/` searched, its task module importable."""
+    app = app_dir_at(app_dir if app_dir is not None else Path.cwd())
+    if app_dir is not None and app != app_dir.resolve():
+        raise ValueError(f"app={str(app_dir)!r} is invalid: no Flower app with a conf/ there")
+    return compose_config(overrides, enter_app(app))
+
+
+def enter_app(app: Path) -> Path | None:
+    """Make a user app's task module importable, as in its FAB; return its `conf/`
+    (None for fl_app's own app)."""
+    if app == APP_DIR:
+        return None
+    if str(app) not in sys.path:
+        sys.path.insert(0, str(app))
+    return app / "conf"
