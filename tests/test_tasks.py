@@ -185,6 +185,7 @@ def test_a_parquet_table_source_with_named_columns_feeds_every_holder(tmp_path):
 
 @pytest.mark.parametrize("partition", ["iid", "dirichlet"])
 def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path, partition):
+    import pandas as pd
     from datasets import Dataset
 
     rng = np.random.default_rng(5)
@@ -220,6 +221,14 @@ def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path
         ]
         assert sum(len(p.train) + len(p.test) for p in parts) == 240 - 48
         assert all(p.train.x.shape[1:] == (3,) for p in parts)
+        # a SuperNode's own file keeps the dataset's column names and reads back
+        files = export_partitions(
+            data_spec(cfg), PartitionSpec(partition, 3, min_partition_size=5),
+            tmp_path / f"nodes_{len(extra)}", server_test_fraction=0.2, seed=0,
+            file_format="parquet",
+        )  # fmt: skip
+        assert list(pd.read_parquet(files[0]).columns) == ["a", "b", "c", "label"]
+        assert read_data_file(files[0], data_spec(cfg)).x.shape[1:] == (3,)
 
 
 THREE_CLASSES = textwrap.dedent(

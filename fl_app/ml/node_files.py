@@ -16,7 +16,7 @@ from fl_app.ml.data import (
     preprocess,
 )
 from fl_app.ml.features import Features, num_rows
-from fl_app.ml.sources import DataSpec, table
+from fl_app.ml.sources import DataSpec, column_names, table
 from fl_app.ml.targets import as_labels
 
 # Sources whose column names a node's CSV or Parquet file keeps (their source_args).
@@ -82,6 +82,8 @@ def _write_table(path: Path, part: Split, data: DataSpec) -> None:
         frame = pd.DataFrame(columns)
     else:
         flat = part.x.reshape(len(part.x), -1)
+        if not features and data.source in COLUMN_SOURCES:  # every column but the target
+            features = [c for c in column_names(data.source, data.kwargs) if c != target]
         names = list(features) if features else [f"f{i}" for i in range(flat.shape[1])]
         frame = pd.DataFrame(flat, columns=names)
     frame[target] = part.y

@@ -165,20 +165,36 @@ def huggingface(
     `datasets.load_from_disk` reads. The rows are then partitioned over the clients by
     the same flwr-datasets partitioners as every source.
     """
+    table_ = _hf_split(dataset, split, load_dataset_kwargs)
+    return from_dataset(table_, target, features, inputs, where=f"dataset {dataset!r}")
+
+
+def _hf_split(dataset: str, split: str, load_dataset_kwargs: Mapping[str, Any]) -> Dataset:
     import datasets  # only for Hugging Face sources
 
     if (Path(dataset).expanduser() / "dataset_info.json").is_file():
         table_ = datasets.load_from_disk(str(Path(dataset).expanduser()))
-        if isinstance(table_, datasets.DatasetDict):
-            table_ = table_[split]
-    else:
-        from flwr_datasets import FederatedDataset
+        return table_[split] if isinstance(table_, datasets.DatasetDict) else table_
+    from flwr_datasets import FederatedDataset
 
-        federated = FederatedDataset(
-            dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
-        )
-        table_ = federated.load_split(split)
-    return from_dataset(table_, target, features, inputs, where=f"dataset {dataset!r}")
+    federated = FederatedDataset(
+        dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
+    )
+    return federated.load_split(split)
+
+
+def column_names(source: str, args: Mapping[str, Any]) -> list[str]:
+    """Every column of a `table` or `huggingface` source's data, in order."""
+    if source.endswith(".table"):
+        import pandas as pd
+
+        file = Path(str(args["path"])).expanduser()
+        if file.suffix == ".parquet":
+            return list(pd.read_parquet(file).columns)
+        return list(pd.read_csv(file, nrows=0).columns)
+    rest = {k: v for k, v in args.items() if k not in ("dataset", "target", "features", "inputs")}
+    split = rest.pop("split", "train")
+    return list(_hf_split(str(args["dataset"]), split, rest).column_names)
 
 
 def from_dataset(
