@@ -74,20 +74,18 @@ def _export(args: argparse.Namespace) -> int:
     cfg = compose_for_app(overrides, args.app)
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
-        data_spec(cfg),
-        spec,
-        args.out,
-        server_test_fraction=float(cfg.task.server_test_fraction),
-        seed=int(cfg.seed),
-        file_format=args.format,
-    )
+        data_spec(cfg), spec, args.out, server_test_fraction=float(cfg.task.server_test_fraction),
+        seed=int(cfg.seed), file_format=args.format,
+    )  # fmt: skip
     print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
     return 0
 
 
 def _federation(args: argparse.Namespace) -> int:
+    from fl_app.config.task import data_spec
     from fl_app.ml.data import PartitionSpec
     from fl_app.ops import federation as deploy
+    from fl_app.ops.apps import compose_for_app
 
     if args.action == "down":
         stopped = deploy.down(args.dir)
@@ -98,6 +96,7 @@ def _federation(args: argparse.Namespace) -> int:
         args.dir,
         num_nodes=args.nodes,
         task=args.task,
+        data=data_spec(compose_for_app([f"task={args.task}"], args.app)),
         partition=spec,
         preset=args.preset,
         port=args.port,
@@ -191,6 +190,7 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     federation.add_argument("--dir", type=Path, required=True, help="keys, data, logs, PIDs")
     federation.add_argument("--nodes", type=int, default=2)
     federation.add_argument("--task", default="digits")
+    federation.add_argument("--app", type=Path, default=None, help=APP_HELP)
     federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
     federation.add_argument("--alpha", type=float, default=0.5)
     federation.add_argument("--preset", default="compact", choices=sorted(PRESETS))

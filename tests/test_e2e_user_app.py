@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -129,3 +130,39 @@ def test_fl_experiment_in_a_user_app_sweeps_that_apps_task(tmp_path):
     assert {row["metric"] for row in rows} == {"auc"}
     for job in sweep.glob("*/job.json"):
         assert json.loads(job.read_text())["app_dir"] == str(app.resolve())
+
+
+def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeypatch):
+    """`fl-app federation up --task mine` in the app's directory, then `flwr run .`: the FAB
+    carries the task module to two TLS, node-authenticated SuperNodes holding its files."""
+    from fl_app.config.task import data_spec
+    from fl_app.ops import federation as deploy
+    from fl_app.ops.apps import compose_for_app
+    from fl_app.ops.flower import FlowerCLI
+
+    app = tmp_path / "clinic"
+    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr_home"))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # compose_for_app adds the app
+    out = tmp_path / "out"
+    try:
+        info = deploy.up(
+            tmp_path / "fed", num_nodes=2, task="mine",
+            data=data_spec(compose_for_app(["task=mine"], app)),
+        )  # fmt: skip
+        overrides = (
+            "federation=deployment federation.num_supernodes=2 task=mine "
+            f"he.public_context={info['public_context']}"
+        )
+        result = FlowerCLI(dict(os.environ), deploy.CONNECTION, app_dir=app).submit(
+            f"num-server-rounds=1 output-dir='{out}' overrides='{overrides}'", timeout=600
+        )
+    finally:
+        deploy.down(tmp_path / "fed")
+    assert result.status == "finished:completed", result.output[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "mine" and summary["encrypted"] is True
+    assert summary["rounds_completed"] == 1 and summary["primary_metric"] == "auc"
+    assert not (out / "keys").exists()  # the server never had the secret context

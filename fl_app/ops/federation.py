@@ -21,6 +21,7 @@ from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
 from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY
 from fl_app.ml.data import PartitionSpec
 from fl_app.ml.node_files import export_partitions
+from fl_app.ml.sources import DataSpec
 from fl_app.ops import procs
 from fl_app.ops.flower import (
     FlowerCLI,
@@ -91,13 +92,17 @@ def up(
     *,
     num_nodes: int,
     task: str = "digits",
+    data: DataSpec | None = None,
     partition: PartitionSpec | None = None,
     preset: str = "compact",
     seed: int = 42,
     port: int | None = None,
     warm: bool = True,
 ) -> dict:
-    """Provision and start a local TLS + node-auth federation; return its description."""
+    """Provision and start a local TLS + node-auth federation; return its description.
+
+    Each SuperNode holds one partition of `data` (default: the bundled set named `task`;
+    a user's task passes its `DataSpec`)."""
     where = FederationDirs.at(root.resolve())
     if where.state.exists():
         raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
@@ -111,7 +116,9 @@ def up(
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
     spec = partition or PartitionSpec("iid", num_nodes)
-    data_files = export_partitions(task, spec, where.data, server_test_fraction=0.2, seed=seed)
+    data_files = export_partitions(
+        data or task, spec, where.data, server_test_fraction=0.2, seed=seed
+    )
     pids: dict[str, int] = {}
     try:
         pids["superlink"] = _start_superlink(where, tls, port, env)
