@@ -99,10 +99,8 @@ def up(
     port: int | None = None,
     warm: bool = True,
 ) -> dict:
-    """Provision and start a local TLS + node-auth federation; return its description.
-
-    Each SuperNode holds one partition of `data` (default: the bundled set named `task`;
-    a user's task passes its `DataSpec`)."""
+    """Provision and start a local TLS + node-auth federation whose SuperNodes each hold a
+    partition of `data` (default: the bundled set `task`); return its description."""
     where = FederationDirs.at(root.resolve())
     if where.state.exists():
         raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
@@ -116,15 +114,13 @@ def up(
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
     spec = partition or PartitionSpec("iid", num_nodes)
-    data_files = export_partitions(
-        data or task, spec, where.data, server_test_fraction=0.2, seed=seed
-    )
+    files = export_partitions(data or task, spec, where.data, server_test_fraction=0.2, seed=seed)
     pids: dict[str, int] = {}
     try:
         pids["superlink"] = _start_superlink(where, tls, port, env)
         write_connection(CONNECTION, f"127.0.0.1:{port}", tls.ca_cert, home)
         cli = FlowerCLI(env, CONNECTION)
-        for index, data_file in enumerate(data_files):
+        for index, data_file in enumerate(files):
             private, public = make_node_key(where.nodes, f"node{index}", force=True)
             registered = cli.flwr(
                 "supernode", "register", str(public), CONNECTION, "--name", f"node{index}",
