@@ -31,15 +31,17 @@ def make_server_app(search_path: Path | None = None) -> ServerApp:
 
 
 def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
-    """Run one federated training job as the run config asks."""
+    """Run one federated training job as the run config asks.
+
+    Every check comes before the first write: a refused run leaves its directory as it
+    was (no config.yaml over another run's, no keys generated into it).
+    """
     use_flower_handlers()
     cfg = load_config(context.run_config, search_path)
     mode = mode_of(cfg)
     run_dir = resolve_run_dir(cfg, context.run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-
-    keys = ServerKeys.load(cfg, run_dir) if mode.encrypted else None
+    RunState.check_start(run_dir, resume=cfg.resume)
+    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
     identity = run_identity(cfg, keys.fingerprint if keys else None)
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
@@ -47,12 +49,20 @@ def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
         state = RunState.resume(run_dir, identity)
     else:
         state = RunState.fresh(run_dir, identity, weights_of(net))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
 
     grid = CountingGrid(grid)
     strategy = build_strategy(cfg, mode, state, net=net, keys=keys, grid=grid)
     run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
 
-    write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
+    summary = write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
+    if summary["rounds_completed"] == 0:
+        raise RuntimeError(
+            f"no round aggregated in {summary['rounds_run']} round(s): every update was "
+            "rejected or too few arrived (see the warnings above); the run failed and its "
+            "model is the untrained initial one"
+        )
 
 
 app = make_server_app()

@@ -17,24 +17,15 @@ from flwr.server.client_manager import SimpleClientManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_app.crypto._tenseal import ts
-from fl_app.crypto.keys import build_context, public_bytes
+from fl_app.crypto.keys import build_context
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
-from fl_app.crypto.presets import get_preset
 from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.he_strategy import HEFedAvg
-from fl_app.fl.protocol import ENCRYPTED_KEY, EXAMPLES_KEY, REFERENCE_KEY
+from fl_app.fl.protocol import ENCRYPTED_KEY, EXAMPLES_KEY, REFERENCE_KEY, ROUND_KEY, RUN_TAG_KEY
 from fl_app.run.history import RunHistory
 
 SHAPES = [(4, 3), (3,), (50,)]
-
-
-@pytest.fixture(scope="module")
-def keys():
-    preset = get_preset("compact")
-    secret = build_context(preset)
-    return preset, secret, ts.context_from(public_bytes(secret))
 
 
 def make_round(keys, counts, *, min_fit_clients=2):
@@ -69,7 +60,10 @@ def make_round(keys, counts, *, min_fit_clients=2):
 def client_result(keys, proxy, weights, num_examples, config) -> tuple[FakeProxy, FitRes]:
     """What an HE client sends: its weights times n_k / R, encrypted."""
     preset, secret, _ = keys
-    payload = encrypt_update(secret, preset, weights, num_examples / config[REFERENCE_KEY])
+    bound_to = f"{config[RUN_TAG_KEY]}/{config[ROUND_KEY]}"
+    payload = encrypt_update(
+        secret, preset, weights, num_examples / config[REFERENCE_KEY], bound_to
+    )
     res = FitRes(
         status=Status(Code.OK, "ok"),
         parameters=ndarrays_to_parameters(to_arrays(payload)),
@@ -204,7 +198,10 @@ def fixed_payloads(keys):
     """Three clients' results, made once: every fuzz example mutates the same bytes."""
     _, proxies, config, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
     ones = [np.ones(s, np.float32) for s in SHAPES]
-    return [list(client_result(keys, p, ones, 5, config)[1].parameters.tensors) for p in proxies]
+    payloads = [
+        list(client_result(keys, p, ones, 5, config)[1].parameters.tensors) for p in proxies
+    ]
+    return config[RUN_TAG_KEY], payloads  # the payloads are bound to that run tag
 
 
 @settings(
@@ -213,7 +210,8 @@ def fixed_payloads(keys):
 @given(data=st.data())
 def test_mutated_results_never_crash_the_server(keys, fixed_payloads, data):
     strategy, proxies, _, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
-    tensors = [[bytearray(t) for t in payload] for payload in fixed_payloads]
+    strategy.run_tag, payloads = fixed_payloads
+    tensors = [[bytearray(t) for t in payload] for payload in payloads]
     victim = tensors[data.draw(st.integers(0, 2))]
     index = data.draw(st.integers(0, len(victim) - 1))
     for _ in range(data.draw(st.integers(1, 6))):

@@ -79,6 +79,37 @@ def require_private(ctx: ts.Context, where: str) -> ts.Context:
     return ctx
 
 
+def parameters_of(ctx: ts.Context) -> str:
+    """A context's scheme and encryption parameters, as one comparable line."""
+    parms = ctx.seal_context().data.key_context_data().parms()
+    scheme = parms.scheme().name.lower()
+    bits = tuple(modulus.bit_count() for modulus in parms.coeff_modulus())
+    line = f"{scheme.upper()} N={parms.poly_modulus_degree()} q bits={bits}"
+    if scheme == "bfv":
+        line += f" t bits={parms.plain_modulus().bit_count()}"
+    return line
+
+
+def preset_parameters(preset: Preset) -> str:
+    """What `parameters_of` says of a context built for `preset`."""
+    line = (
+        f"{preset.scheme.upper()} N={preset.poly_modulus_degree} "
+        f"q bits={tuple(preset.coeff_mod_bit_sizes)}"
+    )
+    return line + (f" t bits={preset.plain_modulus_bits}" if preset.scheme == "bfv" else "")
+
+
+def require_preset(ctx: ts.Context, preset: Preset, where: str) -> ts.Context:
+    """Refuse a context that was not built for `preset` (scheme and parameters)."""
+    found, expected = parameters_of(ctx), preset_parameters(preset)
+    if found != expected:
+        raise HEKeyError(
+            f"{where} is {found}; preset {preset.name!r} needs {expected}: keys of another "
+            "preset, or not made by fl-app keygen"
+        )
+    return ctx
+
+
 def generate_keys(out_dir: Path, preset_name: str, *, force: bool = False) -> dict:
     """Write secret.ctx (0600), public.ctx and keys.json into `out_dir`."""
     preset = get_preset(preset_name)

@@ -1,8 +1,7 @@
 """Self-describing encrypted payloads: encrypt a weighted update, check, sum, decrypt.
 
-A payload is a list of byte strings: a JSON header (preset, scheme, key fingerprint,
-layout, ciphertext count, and for an aggregate the total weight) and one serialised
-ciphertext per span of the flattened weights.
+A payload is a list of byte strings: a JSON header (fl_app.crypto.header) and one
+serialised ciphertext per span of the flattened weights.
 
 Who weights: the *client* multiplies its weights by its coefficient n_k / R (R is the
 weight reference the server announces) before encrypting, so the server only adds.
@@ -12,68 +11,15 @@ by it to obtain the FedAvg mean.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fl_app.crypto._tenseal import ts
+from fl_app.crypto.header import Header, PayloadError, check_header
 from fl_app.crypto.keys import fingerprint
 from fl_app.crypto.packing import Layout, spans
 from fl_app.crypto.presets import Preset
-
-FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 256 * 1024
-
-
-class PayloadError(ValueError):
-    """A payload is malformed or does not belong to this run; the message says why."""
-
-
-@dataclass(frozen=True)
-class Header:
-    preset: str
-    scheme: str
-    fingerprint: str
-    layout: Layout
-    count: int
-    total_weight: float | None = None  # set on aggregates only
-
-    def to_bytes(self) -> bytes:
-        data: dict[str, Any] = {
-            "version": FORMAT_VERSION,
-            "preset": self.preset,
-            "scheme": self.scheme,
-            "fingerprint": self.fingerprint,
-            "layout": self.layout.to_json(),
-            "count": self.count,
-        }
-        if self.total_weight is not None:
-            data["total_weight"] = self.total_weight
-        return json.dumps(data).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Header:
-        if len(raw) > MAX_HEADER_BYTES:
-            raise PayloadError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
-        try:
-            data = json.loads(raw.decode())
-            if data["version"] != FORMAT_VERSION:
-                raise PayloadError(f"payload format version {data['version']!r} is unsupported")
-            total = data.get("total_weight")
-            return cls(
-                preset=str(data["preset"]),
-                scheme=str(data["scheme"]),
-                fingerprint=str(data["fingerprint"]),
-                layout=Layout.from_json(data["layout"]),
-                count=int(data["count"]),
-                total_weight=None if total is None else float(total),
-            )
-        except PayloadError:
-            raise
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-            raise PayloadError(f"header is not valid: {type(err).__name__}") from err
 
 
 def to_payload(arrays: list[np.ndarray]) -> list[bytes]:
@@ -105,9 +51,14 @@ def _load_vector(ctx: ts.Context, preset: Preset, blob: bytes):
 
 
 def encrypt_update(
-    ctx: ts.Context, preset: Preset, weights: list[np.ndarray], coefficient: float
+    ctx: ts.Context,
+    preset: Preset,
+    weights: list[np.ndarray],
+    coefficient: float,
+    bound_to: str = "",
 ) -> list[bytes]:
-    """Encrypt `coefficient * weights` as one payload (coefficient = n_k / R)."""
+    """Encrypt `coefficient * weights` as one payload (coefficient = n_k / R), its header
+    saying what it was made for (`bound_to`, checked by `EncryptedSum.check`)."""
     if not 0 < coefficient < float("inf"):
         raise ValueError(f"coefficient={coefficient} is invalid: allowed a finite number > 0")
     layout = Layout.of(weights)
@@ -122,7 +73,9 @@ def encrypt_update(
     chunks = [
         _encrypt(ctx, preset, encoded[s : s + n]).serialize() for s, n in spans(layout, preset)
     ]
-    header = Header(preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks))
+    header = Header(
+        preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks), bound_to=bound_to
+    )
     return [header.to_bytes(), *chunks]
 
 
@@ -145,38 +98,52 @@ def _check_bound(weights: list[np.ndarray], preset: Preset) -> None:
             raise WeightBoundError(index, largest, preset)
 
 
+# An aggregate's total weight sum(n_k) / R is about 1; below this it is not a real one.
+MIN_TOTAL_WEIGHT = 1e-9
+
+
+def plausible_bound(preset: Preset) -> float:
+    """The largest |w| a genuine aggregate can decrypt to: BFV's encoding limit, or for
+    CKKS what the first prime holds above the scale."""
+    if preset.scheme == "bfv":
+        return preset.max_abs_weight
+    return 2.0 ** (preset.coeff_mod_bit_sizes[0] - preset.scale_bits - 1)
+
+
 def decrypt_aggregate(ctx: ts.Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:
-    """The weighted mean an aggregate payload encrypts (needs the secret context)."""
+    """The weighted mean an aggregate payload encrypts (needs the secret context).
+
+    Refuses an aggregate whose header or values cannot be genuine: a total weight that is
+    not a finite number in [MIN_TOTAL_WEIGHT, the preset's max_total_weight], a
+    ciphertext count other than the header's, or a mean beyond `plausible_bound` (the
+    sign of ciphertexts under another key behind a forged header).
+    """
     if not payload:
         raise PayloadError("payload is empty")
     header = Header.from_bytes(payload[0])
-    _check_header(header, preset, fingerprint(ctx), header.layout)
-    if header.total_weight is None or header.total_weight <= 0:
-        raise PayloadError(f"aggregate has no positive total weight ({header.total_weight})")
+    check_header(header, preset, fingerprint(ctx), header.layout)
+    total = header.total_weight
+    if total is None or not MIN_TOTAL_WEIGHT <= total <= preset.max_total_weight:
+        raise PayloadError(
+            f"aggregate total weight {total} is invalid: allowed a finite number in "
+            f"[{MIN_TOTAL_WEIGHT}, {preset.max_total_weight}]"
+        )
+    if len(payload) - 1 != header.count:
+        raise PayloadError(f"{len(payload) - 1} ciphertexts, the header announces {header.count}")
     flat = np.zeros(header.layout.length, dtype=np.float64)
     for (start, size), blob in zip(spans(header.layout, preset), payload[1:], strict=True):
         values = np.asarray(_load_vector(ctx, preset, blob).decrypt(), dtype=np.float64)
         flat[start : start + size] = values[:size]
     if preset.scheme == "bfv":
         flat /= 2.0**preset.scale_bits
-    return header.layout.unflatten(flat / header.total_weight)
-
-
-def _check_header(header: Header, preset: Preset, key_fingerprint: str, layout: Layout) -> None:
-    if header.fingerprint != key_fingerprint:
+    mean = flat / total
+    largest = float(np.max(np.abs(mean), initial=0.0))
+    if not largest <= 1.001 * plausible_bound(preset):  # fixed-point slack; NaN fails too
         raise PayloadError(
-            f"encrypted under key {header.fingerprint!r}, expected {key_fingerprint!r}"
+            f"aggregate decrypts to |w| = {largest:.3g}, beyond the {plausible_bound(preset):g} "
+            "a genuine one can reach: encrypted under another key (forged header) or damaged"
         )
-    if (header.preset, header.scheme) != (preset.name, preset.scheme):
-        raise PayloadError(
-            f"preset {header.preset!r}/{header.scheme!r}, "
-            f"expected {preset.name!r}/{preset.scheme!r}"
-        )
-    if header.layout != layout:
-        raise PayloadError("layout does not match the model's")
-    expected = len(spans(layout, preset))
-    if header.count != expected:
-        raise PayloadError(f"header announces {header.count} ciphertexts, expected {expected}")
+    return header.layout.unflatten(mean)
 
 
 class EncryptedSum:
@@ -195,14 +162,20 @@ class EncryptedSum:
         self.total_weight = 0.0
         self.count = 0
 
-    def check(self, payload: list[bytes]) -> list[Any]:
-        """Deserialise a client payload, or raise PayloadError saying what is wrong."""
+    def check(self, payload: list[bytes], bound_to: str | None = None) -> list[Any]:
+        """Deserialise a client payload, or raise PayloadError saying what is wrong; with
+        `bound_to`, the payload must have been made for it (not replayed from elsewhere)."""
         if not payload:
             raise PayloadError("payload is empty")
         header = Header.from_bytes(payload[0])
-        _check_header(header, self.preset, self.fingerprint, self.layout)
+        check_header(header, self.preset, self.fingerprint, self.layout)
         if header.total_weight is not None:
             raise PayloadError("a client update must not carry a total weight")
+        if bound_to is not None and header.bound_to != bound_to:
+            raise PayloadError(
+                f"made for {header.bound_to or 'no round'!r}, expected {bound_to!r}: "
+                "a replayed or misdirected update"
+            )
         if len(payload) - 1 != len(self._spans):
             raise PayloadError(f"{len(payload) - 1} ciphertexts, expected {len(self._spans)}")
         vectors = []

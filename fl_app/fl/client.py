@@ -98,7 +98,8 @@ class KerasClient(NumPyClient):
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
-        self.net.set_weights(self.weights_in(parameters, config))
+        weights = self.weights_in(parameters, config)  # refused before any model work
+        self.net.set_weights(weights)
         started = time.perf_counter()
         results = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         elapsed = time.perf_counter() - started

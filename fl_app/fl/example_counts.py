@@ -54,7 +54,8 @@ def grid_properties_query(grid: Grid, timeout: float) -> PropertiesQuery:
 
 
 class ExampleCounts:
-    """Example counts by client id: asked once per client, each in 1..max_examples."""
+    """Example counts by client id: asked once per client, each in 1..max_examples, and
+    never changed by what a client reports later."""
 
     def __init__(self, query: PropertiesQuery, *, max_examples: int) -> None:
         self._query = query
@@ -76,7 +77,3 @@ class ExampleCounts:
                 self._counts[cid] = examples
                 learned += 1
         log(INFO, "round %d: learned example counts of %d client(s)", rnd, learned)
-
-    def remember(self, cid: str, examples: int) -> None:
-        """The count a client reported with an accepted result."""
-        self._counts[cid] = examples

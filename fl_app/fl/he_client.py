@@ -7,7 +7,7 @@ from collections.abc import Callable
 import keras
 from flwr.common import NDArrays, Scalar
 
-from fl_app.crypto.keys import load_secret_context
+from fl_app.crypto.keys import load_secret_context, require_preset
 from fl_app.crypto.payload import (
     WeightBoundError,
     decrypt_aggregate,
@@ -17,7 +17,14 @@ from fl_app.crypto.payload import (
 )
 from fl_app.crypto.presets import Preset
 from fl_app.fl.client import KerasClient
-from fl_app.fl.protocol import ENCRYPTED_KEY, NODE_SECRET_KEY, REFERENCE_KEY, SECRET_PATH_KEY
+from fl_app.fl.protocol import (
+    ENCRYPTED_KEY,
+    NODE_SECRET_KEY,
+    REFERENCE_KEY,
+    ROUND_KEY,
+    RUN_TAG_KEY,
+    SECRET_PATH_KEY,
+)
 from fl_app.ml.data import ClientData
 from fl_app.privacy.dp import DPSettings
 
@@ -61,7 +68,7 @@ class HEKerasClient(KerasClient):
                     "no HE secret context configured: set he.secret_context (or the node "
                     f"config key '{NODE_SECRET_KEY}') to the path of secret.ctx"
                 )
-            self._context = load_secret_context(path)
+            self._context = require_preset(load_secret_context(path), self.preset, path)
         return self._context
 
     def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
@@ -73,10 +80,12 @@ class HEKerasClient(KerasClient):
         self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]
     ) -> NDArrays:
         reference = float(config[REFERENCE_KEY])
+        bound_to = f"{config.get(RUN_TAG_KEY, '')}/{config.get(ROUND_KEY, 0)}"
         try:
             payload = encrypt_update(
-                self._secret_context(config), self.preset, weights, num_examples / reference
-            )
+                self._secret_context(config), self.preset, weights, num_examples / reference,
+                bound_to,
+            )  # fmt: skip
         except WeightBoundError as err:  # name the layer, not only the array's position
             raise ValueError(f"{self.net.weights[err.index].path}: {err}") from err
         return to_arrays(payload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from dataclasses import dataclass
 from logging import ERROR, WARNING
 from typing import Any
@@ -22,7 +23,13 @@ from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import EncryptedSum, PayloadError, to_arrays, to_payload
 from fl_app.crypto.presets import Preset
 from fl_app.fl.example_counts import ExampleCounts
-from fl_app.fl.protocol import ENCRYPTED_KEY, REFERENCE_KEY, SECRET_PATH_KEY
+from fl_app.fl.protocol import (
+    ENCRYPTED_KEY,
+    REFERENCE_KEY,
+    ROUND_KEY,
+    RUN_TAG_KEY,
+    SECRET_PATH_KEY,
+)
 from fl_app.fl.results import Failure, Screened, weighted_mean_metrics
 from fl_app.fl.strategy import RecordingFedAvg
 
@@ -64,6 +71,7 @@ class HEFedAvg(RecordingFedAvg):
         self.encrypted = encrypted
         self._simulation_secret_path = simulation_secret_path
         self._reference: dict[int, float] = {}
+        self.run_tag = secrets.token_hex(8)  # updates are bound to "<run_tag>/<round>"
 
     def __repr__(self) -> str:
         return f"HEFedAvg(preset={self.preset.name}, round_offset={self.round_offset})"
@@ -84,6 +92,8 @@ class HEFedAvg(RecordingFedAvg):
         he_config: dict[str, Scalar] = {
             ENCRYPTED_KEY: self.encrypted,
             REFERENCE_KEY: self._reference[rnd],
+            RUN_TAG_KEY: self.run_tag,
+            ROUND_KEY: rnd,
         }
         if self._simulation_secret_path:
             he_config[SECRET_PATH_KEY] = self._simulation_secret_path
@@ -95,7 +105,12 @@ class HEFedAvg(RecordingFedAvg):
     def screen_results(
         self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
     ) -> EncryptedRound:
-        """Check each payload and add the valid ones to this round's encrypted sum."""
+        """Check each payload and add the valid ones to this round's encrypted sum.
+
+        A result is refused (that client's failure, not the round's) when its payload is
+        malformed, under another key or made for another run or round, or when its
+        num_examples differs from the count the client announced for this round's R.
+        """
         reference = self._reference.get(rnd)
         screened = EncryptedRound(
             accepted=[],
@@ -104,29 +119,39 @@ class HEFedAvg(RecordingFedAvg):
         )
         for proxy, res in results:
             try:
-                vectors = self._checked_vectors(rnd, res, reference, screened.encrypted_sum)
+                vectors = self._checked_vectors(
+                    rnd, proxy.cid, res, reference, screened.encrypted_sum
+                )
             except PayloadError as err:
                 screened.failures.append(PayloadError(f"client {proxy.cid} rejected: {err}"))
                 continue
-            self.example_counts.remember(proxy.cid, res.num_examples)
             screened.encrypted_sum.add(vectors, res.num_examples / reference)
             screened.accepted.append((proxy, res))
         return screened
 
     def _checked_vectors(
-        self, rnd: int, res: FitRes, reference: float | None, encrypted_sum: EncryptedSum
+        self,
+        rnd: int,
+        cid: str,
+        res: FitRes,
+        reference: float | None,
+        encrypted_sum: EncryptedSum,
     ) -> list[Any]:
         """The ciphertexts of one result, or PayloadError saying why it cannot be added."""
         if reference is None:
             raise PayloadError(f"no weight reference was announced for round {rnd}")
-        limit = self.example_counts.max_examples
-        if not 1 <= res.num_examples <= limit:
-            raise PayloadError(f"num_examples={res.num_examples}, allowed 1..{limit}")
         try:
             payload = to_payload(parameters_to_ndarrays(res.parameters))
         except Exception as err:  # numpy raises several types on bad bytes
             raise PayloadError(f"tensors do not parse: {type(err).__name__}") from err
-        return encrypted_sum.check(payload)
+        vectors = encrypted_sum.check(payload, bound_to=f"{self.run_tag}/{rnd}")
+        announced = self.example_counts.get(cid)
+        if res.num_examples != announced:
+            raise PayloadError(
+                f"num_examples={res.num_examples} differs from the {announced} it announced "
+                "(the count this round's weight reference R was computed from)"
+            )
+        return vectors
 
     def aggregate_screened(
         self, rnd: int, screened: EncryptedRound

@@ -14,12 +14,15 @@ An HE round (strategy=he), in order:
   1. example-count query   GET_PROPERTIES, once per client in its first round, all
                            unknown clients in one batch; reply {EXAMPLES_KEY: n_k}
   2. fit instruction       REFERENCE_KEY = R, the sampled clients' total of n_k;
+                           RUN_TAG_KEY, to which (with ROUND_KEY) the update is bound;
                            ENCRYPTED_KEY = whether the parameters are an encrypted
                            aggregate (False in round 1: the initial model is public);
                            SECRET_PATH_KEY in simulation only, when the server
                            generated the run's keys
   3. fit result            parameters = an encrypted update of (n_k / R) x weights
-                           (fl_app.crypto.payload); num_examples = n_k
+                           (fl_app.crypto.payload), its header bound to
+                           "<run tag>/<round>"; num_examples = n_k, the count announced
+                           in step 1 (a result that differs is refused)
   4. next instruction      parameters = the encrypted aggregate, whose header carries
                            its total weight sum(n_k) / R; clients decrypt and divide
   (evaluate instructions carry ENCRYPTED_KEY and REFERENCE_KEY too)
@@ -33,6 +36,7 @@ ROUND_KEY = "server-round"  # int: the run's round number (seeds local shuffling
 SAMPLED_KEY = "fit-clients"  # int: clients sampled in this fit round (DP noise is split m ways)
 ENCRYPTED_KEY = "he-encrypted"  # bool: the parameters are an encrypted aggregate payload
 REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
+RUN_TAG_KEY = "he-run-tag"  # str: this run's random tag; updates are bound to "<tag>/<round>"
 SECRET_PATH_KEY = "he-secret-context"  # str, simulation only: where the run's keys were made
 
 # ---------------------------------------------------------------- client properties

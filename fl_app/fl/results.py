@@ -39,6 +39,22 @@ def weighted_mean_metrics(
     }
 
 
+def one_per_client(
+    results: list[tuple[ClientProxy, FitRes]],
+) -> tuple[list[tuple[ClientProxy, FitRes]], list[Failure]]:
+    """The first result of each client, and a failure for every further one (a client
+    counted twice would weigh twice)."""
+    seen: set[str] = set()
+    kept, extra = [], []
+    for proxy, res in results:
+        if proxy.cid in seen:
+            extra.append(ValueError(f"client {proxy.cid} rejected: a second result this round"))
+        else:
+            seen.add(proxy.cid)
+            kept.append((proxy, res))
+    return kept, extra
+
+
 def describe_failure(failure: Failure) -> str:
     """A log-safe description of a failed client: who and why, never the payload."""
     if isinstance(failure, BaseException):

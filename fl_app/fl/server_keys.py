@@ -15,9 +15,11 @@ from fl_app.crypto.keys import (
     MANIFEST_NAME,
     PUBLIC_NAME,
     SECRET_NAME,
+    HEKeyError,
     fingerprint,
     generate_keys,
     load_public_context,
+    require_preset,
 )
 from fl_app.crypto.presets import Preset, get_preset
 
@@ -35,13 +37,15 @@ class ServerKeys:
     simulation_secret_path: str = ""
 
     @classmethod
-    def load(cls, cfg: DictConfig, run_dir: Path) -> ServerKeys:
-        """`he.public_context`, or in simulation keys generated into `<run_dir>/keys`."""
+    def load(cls, cfg: DictConfig, run_dir: Path, *, generate: bool = True) -> ServerKeys:
+        """`he.public_context`, or in simulation the keys generated into `<run_dir>/keys`
+        (made now if `generate`; a resumed run must find its own). The context must be
+        public and built for `he.preset`, whether or not a `keys.json` says so."""
         secret_path = ""
         if cfg.he.public_context:
             path = Path(cfg.he.public_context).expanduser()
         elif cfg.federation.name == "simulation":
-            path = _generated_public_context(run_dir / "keys", cfg.he.preset)
+            path = _generated_public_context(run_dir / "keys", cfg.he.preset, generate)
             if not cfg.he.secret_context:
                 secret_path = str(path.parent / SECRET_NAME)
         else:
@@ -51,11 +55,20 @@ class ServerKeys:
         context = load_public_context(path)
         preset = get_preset(cfg.he.preset)
         _check_manifest(path.parent / MANIFEST_NAME, preset)
+        try:
+            require_preset(context, preset, str(path))
+        except HEKeyError as err:
+            raise ConfigError(f"he.preset={preset.name!r} is invalid for {path}: {err}") from err
         return cls(context, preset, fingerprint(context), secret_path)
 
 
-def _generated_public_context(key_dir: Path, preset: str) -> Path:
+def _generated_public_context(key_dir: Path, preset: str, generate: bool) -> Path:
     path = key_dir / PUBLIC_NAME
+    if not path.exists() and not generate:
+        raise ConfigError(
+            f"he.public_context is empty and {path} does not exist: a resumed simulation "
+            "uses the keys its first run generated; allowed the path of its public.ctx"
+        )
     if not path.exists():
         generate_keys(key_dir, preset)
         logger.info(

@@ -19,6 +19,7 @@ from fl_app.fl.results import (
     Failure,
     Screened,
     describe_failure,
+    one_per_client,
     payload_bytes,
     plaintext_problem,
     weighted_mean_metrics,
@@ -140,7 +141,8 @@ class RecordingFedAvg(FedAvg):
         rnd = self._run_round(server_round)
         received = sum(payload_bytes(res.parameters) for _, res in results)
         self.history.add(rnd, "bytes_up", received)
-        screened = self.screen_results(rnd, results, list(failures))
+        results, duplicates = one_per_client(results)
+        screened = self.screen_results(rnd, results, [*failures, *duplicates])
         self._log_failures(rnd, "fit", screened.failures)
         accepted = len(screened.accepted)
         self.history.record(rnd, fit_clients=accepted, fit_failures=len(screened.failures))
@@ -153,12 +155,14 @@ class RecordingFedAvg(FedAvg):
                 accepted,
                 self.min_fit_clients,
             )
+            self.history.record(rnd, aggregated=False)
             self._end_round(rnd)
             return None, {}
         parameters, metrics = self.aggregate_screened(rnd, screened)
         if parameters is not None:
             self.latest_parameters = parameters
-        self.history.record(rnd, **metrics)
+        # Only a round whose aggregate became the global model counts as completed.
+        self.history.record(rnd, aggregated=parameters is not None, **metrics)
         self._end_round(rnd)
         return parameters, metrics
 

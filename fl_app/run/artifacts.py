@@ -31,6 +31,7 @@ COLUMNS = (
     "fit_failures",
     "fit_sampled",
     "fit_available",
+    "aggregated",
     "train_loss",
     "train_accuracy",
     "train_seconds",
@@ -125,8 +126,21 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _save_final_model(state: RunState, net: Any, run_dir: Path) -> str | None:
-    """model.keras of a plaintext run; an encrypted one only says how to decrypt it."""
+def aggregated_rounds(history: RunHistory) -> list[int]:
+    """The rounds whose aggregate became the global model (older runs: rounds with fit
+    results, as they recorded no `aggregated`)."""
+    return [
+        row["round"]
+        for row in history.rows()
+        if (row["aggregated"] if "aggregated" in row else bool(row.get("fit_clients")))
+    ]
+
+
+def _save_final_model(state: RunState, net: Any, run_dir: Path, trained: bool) -> str | None:
+    """model.keras of a plaintext run; an encrypted one only says how to decrypt it;
+    none for a run that never aggregated (its model is the untrained initial one)."""
+    if not trained:
+        return None
     if state.encrypted:
         logger.info(
             "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
@@ -151,15 +165,18 @@ def write_artifacts(
     primary = str(cfg.task.objective.primary)
     title = f"{cfg.task.name} / {cfg.strategy.name}"
     write_plot(history, run_dir / "metrics.png", title, primary)
-    final_model = _save_final_model(state, net, run_dir)
-    fitted = [row["round"] for row in history.rows() if "fit_clients" in row]
+    aggregated = aggregated_rounds(history)
+    final_model = _save_final_model(state, net, run_dir, trained=bool(aggregated))
+    attempted = [row["round"] for row in history.rows() if "fit_clients" in row]
     summary = run_summary(
         history,
         strategy=cfg.strategy.name,
         task=cfg.task.name,
         partition=cfg.partition.name,
         run_id=run_id,
-        rounds_completed=max(fitted, default=0),
+        rounds_completed=len(aggregated),  # rounds whose aggregate was taken
+        rounds_run=max(attempted, default=0),
+        rounds_not_aggregated=sorted(set(attempted) - set(aggregated)),
         wall_seconds=round(state.wall_seconds(), 3),
         run_dir=str(run_dir),
         final_model=final_model,
@@ -180,8 +197,9 @@ def write_artifacts(
                     cfg.dp.delta)  # fmt: skip
     write_json(run_dir / "summary.json", summary)
     logger.info(
-        "Run finished: %d round(s), final %s %s",
+        "Run finished: %d of %d round(s) aggregated, final %s %s",
         summary["rounds_completed"],
+        summary["rounds_run"],
         primary,
         summary["final_metric"],
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,14 @@ def load_checkpoint(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
             meta = json.loads(npz[_META_KEY].tobytes().decode())
             count = sum(1 for k in npz.files if k.startswith(_ARRAY_PREFIX))
             arrays = [npz[f"{_ARRAY_PREFIX}{i}"] for i in range(count)]
-    except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from err
+    except KeyError as err:
+        raise CheckpointError(f"checkpoint {path} is not an fl_app checkpoint: {err}") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # truncated, bit-flipped (zip CRC), or not a zip file at all
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: unreadable ({type(err).__name__}: {err}); restore "
+            "it from a copy, or start a new run in another output-dir"
+        ) from err
+    if not isinstance(meta, dict) or "completed_rounds" not in meta:
+        raise CheckpointError(f"checkpoint {path} is not an fl_app checkpoint: no metadata")
     return arrays, meta

@@ -4,6 +4,7 @@ last checkpoint — saved atomically after every round."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from fl_app.config import ConfigError
 from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fl_app.run.history import RunHistory
 
@@ -21,11 +23,26 @@ CHECKPOINT_NAME = "checkpoint.npz"
 
 
 def resolve_run_dir(cfg: DictConfig, run_id: int) -> Path:
-    """`output_dir`, or a new time-stamped directory under `output_root`."""
+    """`output_dir`, or a new time-stamped directory under `output_root`; checked to be
+    a directory this process can create or write (nothing is written yet)."""
     if cfg.output_dir:
-        return Path(cfg.output_dir).expanduser().resolve()
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return Path(cfg.output_root).expanduser().resolve() / f"{stamp}_run{run_id}"
+        key, run_dir = "output-dir", Path(cfg.output_dir).expanduser().resolve()
+    else:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        key = "output_root"
+        run_dir = Path(cfg.output_root).expanduser().resolve() / f"{stamp}_run{run_id}"
+    _require_writable_dir(key, run_dir)
+    return run_dir
+
+
+def _require_writable_dir(key: str, path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is invalid: it is a file, allowed a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is invalid: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(path)!r} is invalid: {existing} is not writable")
 
 
 def run_identity(cfg: DictConfig, key_fingerprint: str | None) -> dict[str, Any]:
@@ -62,17 +79,26 @@ class RunState:
         self.previous_seconds = previous_seconds
         self._started = time.monotonic()
 
+    @staticmethod
+    def check_start(run_dir: Path, *, resume: bool) -> Path:
+        """The checkpoint path of a run about to start in `run_dir`, refusing a fresh run
+        over a checkpoint and a resume without one, before anything is written."""
+        path = run_dir / CHECKPOINT_NAME
+        if not resume and path.exists():
+            raise CheckpointError(
+                f"{path} already exists; pass overrides='resume=true' "
+                "to continue that run, or choose another output-dir"
+            )
+        if resume and not path.is_file():
+            raise CheckpointError(f"resume=true needs {path}: no such checkpoint")
+        return path
+
     @classmethod
     def fresh(
         cls, run_dir: Path, identity: dict[str, Any], initial_weights: list[np.ndarray]
     ) -> RunState:
         """A new run from `initial_weights`; refuses a directory that holds a checkpoint."""
-        path = run_dir / CHECKPOINT_NAME
-        if path.exists():
-            raise CheckpointError(
-                f"{path} already exists; pass overrides='resume=true' "
-                "to continue that run, or choose another output-dir"
-            )
+        path = cls.check_start(run_dir, resume=False)
         return cls(
             path,
             identity,

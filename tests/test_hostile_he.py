@@ -1,0 +1,168 @@
+"""Issue 12, HE findings: results that lie. Each test reproduces a finding of the hostile
+probe (it failed before the fix) with real TenSEAL ciphertexts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from test_he_strategy import SHAPES, client_result, decrypt, make_round
+
+from fl_app.config import ConfigError, compose_config
+from fl_app.crypto.header import Header
+from fl_app.crypto.keys import MANIFEST_NAME, build_context, generate_keys
+from fl_app.crypto.packing import Layout
+from fl_app.crypto.payload import (
+    EncryptedSum,
+    PayloadError,
+    decrypt_aggregate,
+    encrypt_update,
+)
+from fl_app.fl.server_keys import ServerKeys
+from fl_app.run.artifacts import aggregated_rounds
+
+ONES = [np.ones(s, np.float32) for s in SHAPES]
+
+
+def test_a_round_in_which_every_update_is_rejected_is_not_a_completed_round(keys):
+    strategy, proxies, _, _ = make_round(keys, [5, 5])
+    stranger = build_context(keys[0])  # every update under another key
+    results = []
+    for proxy in proxies:
+        payload = encrypt_update(stranger, keys[0], ONES, 0.5, "x/1")
+        res = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters([np.frombuffer(b, np.uint8)
+                     for b in payload]), 5, {})  # fmt: skip
+        results.append((proxy, res))
+    params, _ = strategy.aggregate_fit(1, results, [])
+    assert params is None
+    assert strategy.history.row(1)["aggregated"] is False
+    assert aggregated_rounds(strategy.history) == []
+
+
+def test_the_server_checks_its_public_context_against_the_preset_without_keys_json(tmp_path):
+    generate_keys(tmp_path, "nvflare")
+    (tmp_path / MANIFEST_NAME).unlink()  # nothing says which preset these keys are for
+    cfg = compose_config(
+        ["strategy=he", "he.preset=compact", f"he.public_context={tmp_path / 'public.ctx'}"]
+    )
+    with pytest.raises(ConfigError, match=r"he.preset='compact' is invalid .* is CKKS N=8192"):
+        ServerKeys.load(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("reported", [10**6, 100])
+def test_a_count_unlike_the_announced_one_fails_that_client_not_the_round(keys, reported):
+    strategy, proxies, config, _ = make_round(keys, [10, 10])
+    honest = client_result(keys, proxies[0], ONES, 10, config)
+    liar = client_result(keys, proxies[1], ONES, reported, config)
+    params, _ = strategy.aggregate_fit(1, [honest, liar], [])
+    # min_fit_clients=2 with one survivor: the round keeps the old model, nobody is skewed
+    assert params is None
+    row = strategy.history.row(1)
+    assert (row["fit_clients"], row["fit_failures"]) == (1, 1)
+    assert strategy.example_counts.get(proxies[1].cid) == 10  # the remembered count stays
+
+
+def test_a_liar_among_three_is_dropped_and_the_mean_stays_exact(keys, caplog):
+    strategy, proxies, config, _ = make_round(keys, [10, 10, 10])
+    results = [client_result(keys, p, ONES, 10, config) for p in proxies[:2]]
+    results.append(client_result(keys, proxies[2], ONES, 100, config))
+    params, _ = strategy.aggregate_fit(1, results, [])
+    for got in decrypt(keys, params):  # 1.0, not the 0.25 a false count produced
+        np.testing.assert_allclose(got, 1.0, atol=1e-5)
+    assert "num_examples=100 differs from the 10 it announced" in caplog.text
+
+
+def test_one_result_per_client_per_round(keys, caplog):
+    strategy, proxies, config, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
+    twice = client_result(keys, proxies[0], ONES, 5, config)
+    other = client_result(keys, proxies[1], [3 * w for w in ONES], 5, config)
+    params, _ = strategy.aggregate_fit(1, [twice, twice, other], [])
+    row = strategy.history.row(1)
+    assert (row["fit_clients"], row["fit_failures"]) == (2, 1)
+    for got in decrypt(keys, params):  # (1 + 3) / 2: client c0 weighs once
+        np.testing.assert_allclose(got, 2.0, atol=1e-5)
+    assert "client c0 rejected: a second result this round" in caplog.text
+
+
+def test_a_payload_replayed_from_another_round_or_run_is_dropped(keys, caplog):
+    from flwr.server.client_manager import SimpleClientManager
+
+    strategy, proxies, config, _ = make_round(keys, [5, 5], min_fit_clients=1)
+    round_one = [client_result(keys, p, ONES, 5, config) for p in proxies]
+    assert strategy.aggregate_fit(1, round_one, [])[0] is not None
+    manager = SimpleClientManager()
+    for proxy in proxies:
+        manager.register(proxy)
+    config_two = strategy.configure_fit(2, strategy.latest_parameters, manager)[0][1].config
+    fresh = client_result(keys, proxies[0], ONES, 5, config_two)
+    strategy.aggregate_fit(2, [fresh, round_one[1]], [])  # c1 replays round 1
+    assert strategy.history.row(2)["fit_failures"] == 1
+    assert "client c1 rejected: made for" in caplog.text and "a replayed" in caplog.text
+    other_run, *_ = make_round(keys, [5, 5], min_fit_clients=1)  # another run's tag
+    assert other_run.aggregate_fit(1, [round_one[0]], [])[0] is None
+
+
+def _aggregate(keys, weight: float = 1.0) -> list[bytes]:
+    preset, secret, public = keys
+    total = EncryptedSum(public, preset, Layout.of(ONES))
+    payload = encrypt_update(secret, preset, ONES, weight)
+    total.add(total.check(payload), weight)
+    return total.result()
+
+
+def _with_header(payload: list[bytes], **changes) -> list[bytes]:
+    header = dataclasses.replace(Header.from_bytes(payload[0]), **changes)
+    return [header.to_bytes(), *payload[1:]]
+
+
+@pytest.mark.parametrize("total", [math.nan, math.inf, -math.inf, 1e-300, 0.0, -1.0])
+def test_the_client_refuses_an_aggregate_whose_total_weight_cannot_be_real(keys, total):
+    forged = _with_header(_aggregate(keys), total_weight=total)
+    with pytest.raises(PayloadError, match=r"total weight .* is invalid"):
+        decrypt_aggregate(keys[1], keys[0], forged)
+
+
+def test_the_client_refuses_an_aggregate_with_a_ciphertext_too_many_or_too_few(keys):
+    good = _aggregate(keys)
+    for payload in ([*good, good[-1]], good[:-1]):
+        with pytest.raises(PayloadError, match="ciphertexts, the header announces"):
+            decrypt_aggregate(keys[1], keys[0], payload)
+
+
+def test_a_forged_header_on_another_keys_ciphertexts_is_refused_after_decryption(keys):
+    preset, secret, _ = keys
+    stranger = build_context(preset)
+    stranger_public = stranger.copy()
+    stranger_public.make_context_public()
+    total = EncryptedSum(stranger_public, preset, Layout.of(ONES))
+    total.add(total.check(encrypt_update(stranger, preset, ONES, 1.0)), 1.0)
+    # the header claims our key: the server cannot tell, the client decrypts garbage
+    ours = Header.from_bytes(_aggregate(keys)[0]).fingerprint
+    forged = _with_header(total.result(), fingerprint=ours)
+    with pytest.raises(PayloadError, match="beyond the 64 a genuine one can reach"):
+        decrypt_aggregate(secret, preset, forged)
+    np.testing.assert_allclose(decrypt_aggregate(secret, preset, _aggregate(keys))[0], 1.0)
+
+
+def test_an_honest_client_refuses_a_garbage_aggregate_before_evaluating_it(keys, tmp_path):
+    from fl_app.crypto.keys import SECRET_NAME
+    from fl_app.crypto.secret_files import write_private
+    from fl_app.fl.he_client import HEKerasClient
+    from fl_app.fl.protocol import ENCRYPTED_KEY
+    from fl_app.ml.data import ClientData, Split
+
+    preset, secret, _ = keys
+    write_private(tmp_path / SECRET_NAME, secret.serialize(save_secret_key=True))
+    split = Split(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))
+    client = HEKerasClient(
+        lambda: pytest.fail("the model must not be built for a refused aggregate"),
+        ClientData(split, split), preset=preset, secret_context=str(tmp_path / SECRET_NAME),
+        local_epochs=1, batch_size=2, seed=0,
+    )  # fmt: skip
+    forged = _with_header(_aggregate(keys), total_weight=1e-300)
+    arrays = [np.frombuffer(b, np.uint8) for b in forged]
+    with pytest.raises(PayloadError):
+        client.evaluate(arrays, {ENCRYPTED_KEY: True})

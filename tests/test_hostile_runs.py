@@ -1,0 +1,116 @@
+"""Issue 12, files and directories: a refused run touches nothing, a damaged checkpoint
+says so, a bad output-dir is named. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fl_app.config import ConfigError
+from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fl_app.server_app import main
+
+FL_APP = str(Path(sys.executable).parent / "fl-app")
+
+
+def start(run_dir: Path, strategy: str, overrides: str = "") -> None:
+    """The ServerApp's main up to where it would need the Grid (it never gets there)."""
+    context = SimpleNamespace(
+        run_id=7,
+        run_config={
+            "strategy": strategy, "num-server-rounds": 1, "output-dir": str(run_dir),
+            "overrides": f"federation.num_supernodes=2 {overrides}",
+        },
+    )  # fmt: skip
+    main(grid=None, context=context)
+
+
+@pytest.fixture
+def other_run(tmp_path):
+    """A directory holding another run: a plaintext digits checkpoint and its config."""
+    run_dir = tmp_path / "run"
+    identity = {"strategy": "fedavg", "task": "digits", "model": "cnn"}
+    meta = {"identity": identity, "encrypted": False, "completed_rounds": 2, "history": {}}
+    save_checkpoint(run_dir / "checkpoint.npz", [np.zeros(3)], {**meta, "wall_seconds": 1.0})
+    (run_dir / "config.yaml").write_text("the other run's config\n")
+    return run_dir
+
+
+def untouched(run_dir: Path) -> bool:
+    names = sorted(p.name for p in run_dir.iterdir())
+    return names == ["checkpoint.npz", "config.yaml"] and (
+        (run_dir / "config.yaml").read_text() == "the other run's config\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "overrides", "error", "message"),
+    [
+        ("he", "resume=true", ConfigError, "uses the keys its first run generated"),
+        ("fedavg", "resume=true task=breast_cancer task.model=mlp", CheckpointError,
+         "belongs to a run with"),
+        ("fedavg", "", CheckpointError, "already exists"),
+        ("he", "", CheckpointError, "already exists"),
+    ],
+)  # fmt: skip
+def test_a_refused_run_leaves_the_directory_it_refused_as_it_was(
+    other_run, strategy, overrides, error, message
+):
+    with pytest.raises(error, match=message):
+        start(other_run, strategy, overrides)
+    assert untouched(other_run)  # no config.yaml written over it, no keys generated into it
+
+
+def test_resume_without_a_checkpoint_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(CheckpointError, match=r"resume=true needs .*: no such checkpoint"):
+        start(tmp_path / "empty", "fedavg", "resume=true")
+    assert not (tmp_path / "empty").exists()
+
+
+def damaged_copies(path: Path, tmp_path: Path) -> list[Path]:
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    copies = {"truncated": data[: len(data) // 2], "flipped": bytes(flipped), "empty": b"",
+              "text": b"not a checkpoint\n"}  # fmt: skip
+    out = []
+    for name, content in copies.items():
+        (tmp_path / f"{name}.npz").write_bytes(content)
+        out.append(tmp_path / f"{name}.npz")
+    return out
+
+
+def test_a_damaged_checkpoint_is_named_as_damaged_on_resume_and_in_decrypt(other_run, tmp_path):
+    for bad in damaged_copies(other_run / "checkpoint.npz", tmp_path):
+        with pytest.raises(CheckpointError, match=rf"checkpoint {bad} is damaged"):
+            load_checkpoint(bad)
+        result = subprocess.run(
+            [FL_APP, "decrypt", "--secret", str(tmp_path / "none.ctx"), "--checkpoint", str(bad),
+             "--out", str(tmp_path / "m.keras")],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"checkpoint {bad} is damaged" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_output_dir_that_cannot_be_a_directory_is_named(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    for run_dir, reason in ((afile, "it is a file"), (afile / "run", "a_file is a file")):
+        with pytest.raises(ConfigError, match=rf"output-dir='{run_dir}' is invalid: .*{reason}"):
+            start(run_dir, "fedavg")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_output_dir_is_named(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match=r"output-dir=.* is not writable"):
+        start(locked / "run", "fedavg")
