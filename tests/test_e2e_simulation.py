@@ -279,3 +279,15 @@ def test_diabetes_regression_under_he_matches_fedavg(superlink, tmp_path):
         for key in ("eval_loss", "eval_mae", "eval_r2_score"):
             assert abs(want[key] - got[key]) < 1e-3, (key, want[key], got[key])
     assert "r2_score" in (tmp_path / "he" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_an_he_run_that_aggregates_no_round_ends_failed_and_says_so(superlink, tmp_path):
+    """Issue 12 finding 1: every update rejected used to end `finished:completed` with
+    `rounds_completed: 1` and the untrained model named as the final one."""
+    out = tmp_path / "nothing"
+    _, status, output = run_to(superlink, out, "he", 1, "fault.corrupt_fraction=1.0")
+    assert status == "finished:failed"
+    result = summary(out)
+    assert (result["rounds_completed"], result["rounds_run"]) == (0, 1)
+    assert result["rounds_not_aggregated"] == [1] and result["final_model"] is None
+    assert "no round aggregated in 1 round(s)" in output
