@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from fl_app.ml.checks import DataError, checked
 from fl_app.ml.data import (
     ClientData,
     PartitionSpec,
@@ -15,9 +16,8 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.features import Features, num_rows
+from fl_app.ml.features import Features
 from fl_app.ml.sources import DataSpec, column_names, table
-from fl_app.ml.targets import as_labels
 
 # Sources whose column names a node's CSV or Parquet file keeps (their source_args).
 COLUMN_SOURCES = ("fl_app.ml.sources.table", "fl_app.ml.sources.huggingface")
@@ -103,52 +103,52 @@ def _columns(data: DataSpec) -> tuple[str, list[str] | None, dict | None]:
 
 def read_data_file(path: Path, data: DataSpec | str) -> Split:
     """Model inputs and targets from a node's NPZ (`x`, or named `x:<input>` arrays, and
-    `y`), CSV or Parquet file (the columns of `_columns`), checked against the task's
-    example shape and label range."""
+    `y`), CSV or Parquet file (the columns of `_columns`), checked like every source's
+    and against the task's example shape and label range; DataError naming the file."""
     data = DataSpec.of(data)
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"data-path={str(path)!r} is invalid: no such file")
+        raise DataError(f"data-path={str(path)!r} is invalid: no such file")
     if path.suffix == ".npz":
         x, y = _read_npz(path)
     elif path.suffix in (".csv", ".parquet"):
         x, y = table(str(path), *_columns(data))
     else:
-        raise ValueError(
+        raise DataError(
             f"data-path={str(path)!r} is invalid: allowed a .npz, .csv or .parquet file"
         )
-    if num_rows(x) != len(y):
-        raise ValueError(f"{path}: {len(y)} targets for {num_rows(x)} rows, allowed one per row")
+    x, y = checked(str(path), x, y, classification=data.classification)
     if isinstance(x, np.ndarray):
         shape = data.feature_shape or tuple(x.shape[1:])
         if x.size != len(x) * int(np.prod(shape)):
-            raise ValueError(
+            raise DataError(
                 f"{path}: rows of {x.shape[1:]} values do not fit task {data.source!r} "
                 f"(needs {shape})"
             )
         x = x.reshape(len(x), *shape).astype(np.float32)
-    return Split(x, _targets(path, y, data))
+    classes = data.num_classes
+    if data.classification and classes is not None and y.max(initial=0) >= classes:
+        raise DataError(f"{path}: labels must be integers 0..{classes - 1}, one per row")
+    return Split(x, y)
 
 
 def _read_npz(path: Path) -> tuple[Features, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        named = {k[len(NAMED_PREFIX) :]: npz[k] for k in npz.files if k.startswith(NAMED_PREFIX)}
-        if "y" not in npz.files or ("x" not in npz.files and not named):
-            raise ValueError(
-                f"{path} must hold arrays 'x' (or named inputs 'x:<name>') and 'y', "
-                f"found {npz.files}"
-            )
-        return (npz["x"] if "x" in npz.files else named), npz["y"]
-
-
-def _targets(path: Path, y: np.ndarray, data: DataSpec) -> np.ndarray:
-    if not data.classification:
-        return y.astype(np.float32)
-    labels = as_labels(str(path), y)  # whole numbers >= 0, as from every source
-    classes = data.num_classes
-    if classes is not None and labels.max(initial=0) >= classes:
-        raise ValueError(f"{path}: labels must be integers 0..{(classes or 1) - 1}, one per row")
-    return labels
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            files = list(npz.files)
+            named = {k[len(NAMED_PREFIX) :]: npz[k] for k in files if k.startswith(NAMED_PREFIX)}
+            if "y" not in files or ("x" not in files and not named):
+                raise DataError(
+                    f"{path} must hold arrays 'x' (or named inputs 'x:<name>') and 'y', "
+                    f"found {files}"
+                )
+            return (npz["x"] if "x" in files else named), npz["y"]
+    except DataError:
+        raise
+    except Exception as err:  # not a zip, truncated, pickled objects, bad CRC, ...
+        raise DataError(
+            f"{path} is not a readable NPZ archive of numeric arrays: {type(err).__name__}"
+        ) from err
 
 
 def load_node_data(
@@ -157,7 +157,7 @@ def load_node_data(
     """A SuperNode's own data file, split into local train and test sets."""
     rows = read_data_file(path, data)
     if len(rows) < 2:
-        raise ValueError(f"{path} has {len(rows)} rows; at least 2 are needed")
+        raise DataError(f"{path} has {len(rows)} rows; at least 2 are needed")
     train_rows, test_rows = train_test_split(
         np.arange(len(rows)), test_size=client_test_fraction, random_state=seed
     )

@@ -19,8 +19,9 @@ import numpy as np
 from datasets import Dataset
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
-from fl_app.ml.features import Features, gather, num_rows
-from fl_app.ml.targets import as_labels
+from fl_app.ml.checks import DataError, checked
+from fl_app.ml.columns import Columns, Inputs, from_dataset, select
+from fl_app.ml.features import Features
 
 PREPROCESSING = ("none", "standardize")  # per holder, with its own statistics
 
@@ -88,10 +89,6 @@ BUNDLED = {
 }
 
 
-Columns = list[str] | tuple[str, ...] | None
-Inputs = Mapping[str, str | list[str]] | None
-
-
 def table(
     path: str, target: str, features: Columns = None, inputs: Inputs = None
 ) -> tuple[Features, np.ndarray]:
@@ -108,44 +105,19 @@ def table(
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ValueError(f"path={str(file)!r} is invalid: no such file")
-    if file.suffix == ".parquet":
-        frame = pd.read_parquet(file)
-    elif file.suffix == ".csv":
-        frame = pd.read_csv(file)
-    else:
-        raise ValueError(f"path={str(file)!r} is invalid: allowed a .csv or .parquet file")
+        raise DataError(f"path={str(file)!r} is invalid: no such file")
+    if file.suffix not in (".csv", ".parquet"):
+        raise DataError(f"path={str(file)!r} is invalid: allowed a .csv or .parquet file")
+    try:
+        frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+    except Exception as err:  # pandas and pyarrow raise many types on a bad file
+        raise DataError(
+            f"{file} is not a readable {file.suffix[1:]} table: {type(err).__name__}: {err}"
+        ) from err
     return select(
         lambda name: frame[name].to_numpy(), list(frame.columns), target, features, inputs,
         where=str(file),
     )  # fmt: skip
-
-
-def select(
-    column: Callable[[str], np.ndarray],
-    columns: list[str],
-    target: str,
-    features: Columns,
-    inputs: Inputs,
-    *,
-    where: str,
-) -> tuple[Features, np.ndarray]:
-    """The model inputs and targets from named columns (see `table`), refusing a column
-    that `where` lacks."""
-    if features and inputs:
-        raise ValueError(f"{where}: give either features or inputs, not both")
-    named = [
-        c for spec in (inputs or {}).values() for c in ([spec] if isinstance(spec, str) else spec)
-    ]
-    missing = [name for name in [target, *(features or []), *named] if name not in columns]
-    if missing:
-        shown = ", ".join(map(str, columns[:8])) + ("..." if len(columns) > 8 else "")
-        raise ValueError(f"{where} has no {missing[0]!r} column (columns: {shown})")
-    if inputs:
-        return gather(column, inputs), np.asarray(column(target))
-    features = list(features) if features else [c for c in columns if c != target]
-    x = np.stack([np.asarray(column(c), dtype=np.float32) for c in features], axis=1)
-    return x, np.asarray(column(target))
 
 
 def huggingface(
@@ -197,17 +169,6 @@ def column_names(source: str, args: Mapping[str, Any]) -> list[str]:
     return list(_hf_split(str(args["dataset"]), split, rest).column_names)
 
 
-def from_dataset(
-    table_: Dataset, target: str, features: Columns, inputs: Inputs, *, where: str
-) -> tuple[Features, np.ndarray]:
-    """The model inputs and targets of a `datasets.Dataset`'s named columns."""
-    frame = table_.with_format("numpy")
-    return select(
-        lambda name: np.asarray(frame[name]), list(table_.column_names), target, features,
-        inputs, where=where,
-    )  # fmt: skip
-
-
 def resolve(path: str) -> Any:
     """The object an import path (`pkg.mod.name` or `pkg.mod:name`) names."""
     module, sep, name = path.partition(":")
@@ -230,15 +191,7 @@ def load_source(data: DataSpec) -> tuple[Features, np.ndarray]:
         if isinstance(made, Dataset):  # Hugging Face's convention: a `label` column
             made = from_dataset(made, "label", None, None, where=f"source {data.source!r}")
         x, y = made
-    x = {str(k): np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
-    y = np.asarray(y)
-    y = as_labels(data.source, y) if data.classification else y.astype(np.float32)
-    if num_rows(x) != len(y) or len(y) == 0:
-        raise ValueError(
-            f"source {data.source!r} returned {num_rows(x)} examples and {len(y)} targets: "
-            "allowed the same number, at least one"
-        )
-    return x, y
+    return checked(f"source {data.source!r}", x, y, classification=data.classification)
 
 
 def _call(fn: Any, args: Mapping[str, Any]) -> Any:

@@ -1,0 +1,85 @@
+"""What every source and every node's data file must give, checked once, with the file
+or source named: the project's own `DataError`, never a numpy or pandas traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fl_app.ml.features import Features, num_rows
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class DataError(ValueError):
+    """Data that cannot be trained on; the message names its file or source."""
+
+
+def check_features(where: str, x: Features) -> None:
+    """Real numbers, one row per example, at least one row; floats finite in float32."""
+    arrays = x.items() if isinstance(x, dict) else [("features", x)]
+    for name, array in arrays:
+        what = f"{where}: {name}"
+        if array.ndim == 0:
+            raise DataError(f"{what} is a single value; allowed one row per example")
+        if len(array) == 0:
+            raise DataError(f"{where} has no rows; allowed at least one example")
+        if array.dtype.kind not in "biuf":
+            raise DataError(f"{what} are {array.dtype} values; allowed real numbers (int or float)")
+        if array.dtype.kind == "f" and not np.all(np.abs(array) <= FLOAT32_MAX):
+            raise DataError(
+                f"{what} hold NaN, infinite or out-of-range values (|x| > {FLOAT32_MAX:.3g}); "
+                "allowed finite float32 numbers"
+            )
+
+
+def check_targets(where: str, y: np.ndarray, rows: int) -> None:
+    """One finite target per example (a row of values for a multi-output regression)."""
+    if y.ndim == 0 or len(y) != rows:
+        count = 0 if y.ndim == 0 else len(y)
+        raise DataError(f"{where}: {count} targets for {rows} rows; allowed one per row")
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{where}: targets are {y.dtype} values; allowed numbers")
+    if y.dtype.kind == "f" and not np.all(np.abs(y) <= FLOAT32_MAX):
+        raise DataError(f"{where}: targets hold NaN, infinite or out-of-range values")
+
+
+def as_labels(source: str, y: np.ndarray) -> np.ndarray:
+    """Classification targets as int64 labels: whole numbers >= 0, or one-hot rows (one 1
+    per row, turned into its column's index); anything else is refused."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.ndim > 2:
+        raise DataError(f"{source}: labels of shape {y.shape[1:]}; allowed one label per row")
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise DataError(
+                f"{source}: 2-D classification targets must be one-hot rows (a single 1 per row)"
+            )
+        return y.argmax(axis=1).astype(np.int64)
+    if y.dtype.kind in "iub" or (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        labels = y.astype(np.int64)
+    else:
+        raise DataError(
+            f"{source}: classification targets must be integer labels >= 0, "
+            f"got {y.dtype} values (set task.objective.type=regression for values)"
+        )
+    if labels.min(initial=0) < 0:
+        raise DataError(f"{source}: labels must be integers >= 0")
+    return labels
+
+
+def checked(
+    where: str, x: Features, y: Any, *, classification: bool
+) -> tuple[Features, np.ndarray]:
+    """`x` and `y` as arrays that can be trained on, or DataError naming `where`:
+    real, finite features with one target per row; integer labels for classification."""
+    x = {str(k): np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
+    check_features(where, x)
+    y = np.asarray(y)
+    check_targets(where, y, num_rows(x))
+    return x, as_labels(where, y) if classification else y.astype(np.float32)
