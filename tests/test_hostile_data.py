@@ -72,7 +72,10 @@ def valid(split) -> None:
 
 
 VALUES = arrays(
-    dtype=st.one_of(floating_dtypes(sizes=(32, 64), endianness="="), integer_dtypes(sizes=(8, 64), endianness="=")),
+    dtype=st.one_of(
+        floating_dtypes(sizes=(32, 64), endianness="="),
+        integer_dtypes(sizes=(8, 64), endianness="="),
+    ),
     shape=st.tuples(st.integers(0, 6), st.integers(1, 4)),
     elements={"allow_subnormal": False},
 )
