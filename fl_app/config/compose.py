@@ -47,7 +47,12 @@ def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
         overrides.append(f"num_rounds={run_config['num-server-rounds']}")
     if run_config.get("output-dir"):
         overrides.append(f"output_dir={_quote(str(run_config['output-dir']))}")
-    free_form = shlex.split(str(run_config.get("overrides", "")))
+    try:
+        free_form = shlex.split(str(run_config.get("overrides", "")))
+    except ValueError as err:  # e.g. "No closing quotation"
+        raise ConfigError(
+            f"run config 'overrides' could not be parsed: {err} in {run_config['overrides']!r}"
+        ) from err
     try:
         parsed = OverridesParser.create().parse_overrides(free_form)
     except HydraException as err:

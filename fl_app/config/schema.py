@@ -1,8 +1,10 @@
 """Typed schemas of every parameter, registered in Hydra's ConfigStore.
 
-Each default lives here, once, with its one-line meaning. The YAML files in `conf/`
-only choose: the defaults list picks an option per group, and an option's file sets
-its `name` and what differs from these defaults (see conf/README.md).
+Each default lives here, once, with its one-line meaning, and every number its allowed
+range (`ranged`: fl_app/config/ranges.py checks them all, and refuses unknown keys).
+The YAML files in `conf/` only choose: the defaults list picks an option per group,
+and an option's file sets its `name` and what differs from these defaults (see
+conf/README.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from fl_app.config.ranges import ranged
 
 
 @dataclass
@@ -38,34 +42,39 @@ class TaskConfig:
     source_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `source`
     preprocess: str = "none"  # none | standardize (each holder with its own statistics)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    server_test_fraction: float = 0.2  # share held out for the server's test set
-    client_test_fraction: float = 0.2  # share of each partition kept for local eval
+    # share held out for the server's test set, and of each partition kept for local eval
+    server_test_fraction: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
+    client_test_fraction: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
 
 
 @dataclass
 class TrainConfig:
-    local_epochs: int = 2  # passes over the local data per round
-    batch_size: int = 16  # mini-batch size for local training and evaluation
+    local_epochs: int = ranged(2, low=1)  # passes over the local data per round
+    batch_size: int = ranged(16, low=1)  # mini-batch size for local training and evaluation
     optimizer: str = "adam"  # sgd | adam
-    learning_rate: float = 0.005  # optimizer step size
+    learning_rate: float = ranged(0.005, low=0, low_open=True)  # optimizer step size
 
 
 @dataclass
 class PartitionConfig:
     name: str = MISSING  # iid | dirichlet
-    alpha: float = 0.5  # Dirichlet concentration, > 0 (dirichlet only)
-    min_partition_size: int = 10  # smallest partition Dirichlet sampling accepts
+    alpha: float = ranged(
+        0.5, low=0, low_open=True
+    )  # Dirichlet concentration, > 0 (dirichlet only)
+    min_partition_size: int = ranged(10, low=2)  # smallest partition Dirichlet sampling accepts
     self_balancing: bool = False  # stop giving a class to clients above average size
 
 
 @dataclass
 class StrategyConfig:
     name: str = MISSING  # the privacy mode (fl_app/config/modes.py): fedavg | he | secagg
-    fraction_fit: float = 1.0  # share of available clients sampled to train
-    fraction_evaluate: float = 1.0  # share sampled for federated evaluation
-    min_fit_clients: int = 2  # fewest clients sampled, and fewest results aggregated
-    min_evaluate_clients: int = 2  # fewest clients sampled for evaluation
-    min_available_clients: int = 2  # nodes that must be connected before a round
+    fraction_fit: float = ranged(
+        1.0, low=0, high=1, low_open=True
+    )  # share of available clients sampled to train
+    fraction_evaluate: float = ranged(1.0, low=0, high=1)  # share sampled for federated evaluation
+    min_fit_clients: int = ranged(2, low=1)  # fewest clients sampled, and fewest results aggregated
+    min_evaluate_clients: int = ranged(2, low=1)  # fewest clients sampled for evaluation
+    min_available_clients: int = ranged(2, low=1)  # nodes that must be connected before a round
     centralized_evaluation: bool = True  # evaluate on the server test set (plaintext)
 
 
@@ -73,10 +82,16 @@ class StrategyConfig:
 class SecAggStrategyConfig(StrategyConfig):
     """strategy=secagg: Flower's SecAgg+ parameters on top of the common ones."""
 
-    secagg_num_shares: float = 3  # shares per secret (int, or fraction of clients)
-    secagg_reconstruction_threshold: float = 2  # shares needed to reconstruct
-    secagg_clipping_range: float = 8.0  # clip updates to [-range, range] before quantising
-    secagg_quantization_range: int = 4194304  # quantisation levels (2^22)
+    secagg_num_shares: float = ranged(
+        3, low=0, low_open=True
+    )  # shares per secret (int, or fraction of clients)
+    secagg_reconstruction_threshold: float = ranged(
+        2, low=0, low_open=True
+    )  # shares needed to reconstruct
+    secagg_clipping_range: float = ranged(
+        8.0, low=0, low_open=True
+    )  # clip updates to [-range, range] before quantising
+    secagg_quantization_range: int = ranged(4194304, low=2)  # quantisation levels (2^22)
 
 
 @dataclass
@@ -84,16 +99,22 @@ class HEConfig:
     preset: str = MISSING  # compact | nvflare (fl_app/crypto/presets.py)
     public_context: str = ""  # server: public.ctx; empty in simulation = generate keys
     secret_context: str = ""  # clients: secret.ctx; empty = what the deployment provides
-    max_examples: int = 1_000_000  # largest sample count a client may report
+    max_examples: int = ranged(
+        1_000_000, low=1, high=10**9
+    )  # largest sample count a client may report
 
 
 @dataclass
 class FederationConfig:
     name: str = MISSING  # simulation | deployment
-    num_supernodes: int = 10  # SuperNodes: simulated ones, or those expected to connect
-    client_num_cpus: int = 1  # CPUs reserved per simulated ClientApp
-    client_num_gpus: float = 0.0  # GPU share per simulated ClientApp
-    node_wait_timeout: float = 120.0  # seconds the server waits for enough nodes
+    num_supernodes: int = ranged(
+        10, low=1
+    )  # SuperNodes: simulated ones, or those expected to connect
+    client_num_cpus: int = ranged(1, low=1)  # CPUs reserved per simulated ClientApp
+    client_num_gpus: float = ranged(0.0, low=0)  # GPU share per simulated ClientApp
+    node_wait_timeout: float = ranged(
+        120.0, low=0, low_open=True
+    )  # seconds the server waits for enough nodes
     connection: str = ""  # deployment: SuperLink connection name in FLWR_HOME/config.toml
     address: str = ""  # deployment: SuperLink address host:port
     root_certificates: str = ""  # deployment: CA certificate that signed the SuperLink's
@@ -101,17 +122,25 @@ class FederationConfig:
 
 @dataclass
 class FaultConfig:
-    fail_fraction: float = 0.0  # share of clients whose fit fails each round (tests/demos)
-    corrupt_fraction: float = 0.0  # share whose fit returns a corrupted payload
-    seed: int = 0  # shifts which clients are hit in which round
+    fail_fraction: float = ranged(
+        0.0, low=0, high=1
+    )  # share of clients whose fit fails each round (tests/demos)
+    corrupt_fraction: float = ranged(
+        0.0, low=0, high=1
+    )  # share whose fit returns a corrupted payload
+    seed: int = ranged(0, low=0)  # shifts which clients are hit in which round
 
 
 @dataclass
 class DPConfig:
     enabled: bool = False  # clip and noise every update on the client, before encryption
-    clip_norm: float = 1.0  # L2 bound on a client's update (all layers together)
-    noise_multiplier: float = 1.0  # noise std of the round's sum / clip_norm
-    delta: float = 1e-5  # the delta at which summary.json reports epsilon
+    clip_norm: float = ranged(
+        1.0, low=0, low_open=True
+    )  # L2 bound on a client's update (all layers together)
+    noise_multiplier: float = ranged(1.0, low=0)  # noise std of the round's sum / clip_norm
+    delta: float = ranged(
+        1e-5, low=0, high=1, low_open=True, high_open=True
+    )  # the delta at which summary.json reports epsilon
 
 
 @dataclass
@@ -124,8 +153,10 @@ class AppConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
     fault: FaultConfig = field(default_factory=FaultConfig)  # fault injection, off
     dp: DPConfig = field(default_factory=DPConfig)  # differential privacy, off
-    seed: int = 42  # seeds data splits, model init and local shuffling
-    num_rounds: int = 3  # total federated rounds (a resumed run counts done ones)
+    seed: int = ranged(
+        42, low=0, high=2**32 - 1
+    )  # seeds data splits, model init and local shuffling
+    num_rounds: int = ranged(3, low=1)  # total federated rounds (a resumed run counts done ones)
     output_dir: str = ""  # run directory; empty means <output_root>/<time>_run<id>
     output_root: str = "~/fl_app_outputs"  # parent of default run directories
     resume: bool = False  # continue from <output_dir>/checkpoint.npz
