@@ -193,3 +193,33 @@ def test_a_client_without_tls_cannot_connect(federation):
     assert httpx.get(
         f"https://127.0.0.1:{port}/health", verify=info["root_certificates"], timeout=5
     ).is_success
+
+
+def test_re_provisioning_unregisters_the_old_node_keys(tmp_path, monkeypatch):
+    """Issue 12 finding 11: `up`, `down`, `up` on one directory regenerated node keys but
+    the SuperLink's database kept the old public keys authorised."""
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr_home"))  # not the module's link
+    root = tmp_path / "fed"
+    try:
+        deploy.up(root, num_nodes=1, task="digits", warm=False)
+        old_key = tmp_path / "old_node0.key"
+        old_key.write_bytes((root / "node-keys" / "node0").read_bytes())
+        deploy.down(root)
+        info = deploy.up(root, num_nodes=1, task="digits", warm=False)
+        listing = json.loads(
+            cli().flwr("supernode", "ls", deploy.CONNECTION, "--format", "json").stdout
+        )
+        authorised = [n for n in listing["nodes"] if n["status"] != "unregistered"]
+        assert len(authorised) == 1  # only the new key
+        port = int(info["address"].rsplit(":", 1)[1])
+        deploy.start_supernode(
+            deploy.FederationDirs.at(root), 9, port, Path(info["root_certificates"]), old_key,
+            root / "data" / "partition_0.npz", dict(os.environ), name="old",
+        )  # fmt: skip
+        superlink_log = root / "logs" / "superlink.log"
+        deadline = time.monotonic() + 60
+        while "No SuperNode found with the given public key" not in superlink_log.read_text():
+            assert time.monotonic() < deadline, "the SuperLink accepted the discarded key"
+            time.sleep(1)
+    finally:
+        deploy.down(root)

@@ -31,7 +31,7 @@ from fl_app.ops.flower import (
     path_with_flower,
     wait_healthy,
 )
-from fl_app.ops.provision import TlsFiles, make_node_key, make_tls
+from fl_app.ops.provision import TlsFiles, make_tls, register_fresh_node_keys
 
 CONNECTION = "fl-app-local"
 
@@ -119,15 +119,8 @@ def up(
     try:
         pids["superlink"] = _start_superlink(where, tls, port, env)
         write_connection(CONNECTION, f"127.0.0.1:{port}", tls.ca_cert, home)
-        cli = FlowerCLI(env, CONNECTION)
-        for index, data_file in enumerate(files):
-            private, public = make_node_key(where.nodes, f"node{index}", force=True)
-            registered = cli.flwr(
-                "supernode", "register", str(public), CONNECTION, "--name", f"node{index}",
-                timeout=120,
-            )  # fmt: skip
-            if registered.returncode != 0:
-                raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
+        keys = register_fresh_node_keys(FlowerCLI(env, CONNECTION), where.nodes, len(files))
+        for index, (data_file, private) in enumerate(zip(files, keys, strict=True)):
             pids.update(
                 start_supernode(where, index, port, tls.ca_cert, private, data_file, env, warm=warm)
             )

@@ -95,7 +95,8 @@ class FlowerCLI:
             check=False,
         )
 
-    def _target(self) -> list[str]:
+    def target(self) -> list[str]:
+        """The connection argument of `flwr` commands (none: Flower's default)."""
         return [self.connection] if self.connection else []
 
     def submit(
@@ -108,7 +109,7 @@ class FlowerCLI:
     ) -> RunResult:
         """`flwr run . --stream`, feeding each log line to `on_line`, then the final status."""
         started = time.monotonic()
-        command = [flower_bin("flwr"), "run", ".", *self._target(), "--stream"]
+        command = [flower_bin("flwr"), "run", ".", *self.target(), "--stream"]
         if federation_config:
             command += ["--federation-config", federation_config]
         command += ["--run-config", run_config]
@@ -137,7 +138,7 @@ class FlowerCLI:
 
     def run_status(self, run_id: int) -> str:
         """The status of a run as the SuperLink reports it."""
-        listing = self.flwr("ls", *self._target(), "--format", "json", timeout=60)
+        listing = self.flwr("ls", *self.target(), "--format", "json", timeout=60)
         data = json.loads(listing.stdout)
         for run in data.get("runs", []):
             if int(run["run-id"]) == run_id:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fl_app.crypto.secret_files import write_private
+from fl_app.ops.flower import FlowerCLI
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVER_CERT, SERVER_KEY = "superlink.crt", "superlink.key"
@@ -132,3 +134,29 @@ def make_node_key(out_dir: Path, name: str, *, force: bool = False) -> tuple[Pat
         + f" {name}\n".encode()
     )
     return private_path, public_path
+
+
+def register_fresh_node_keys(cli: FlowerCLI, key_dir: Path, count: int) -> list[Path]:
+    """New key pairs for `count` nodes, registered after every node the SuperLink still
+    knows (from an earlier provisioning) is unregistered: a rotated or discarded
+    node key never stays authorised. Returns the private keys."""
+    listed = cli.flwr("supernode", "ls", *cli.target(), "--format", "json", timeout=120)
+    try:
+        nodes = json.loads(listed.stdout[listed.stdout.index("{") :])["nodes"]
+    except (ValueError, KeyError) as err:
+        raise RuntimeError(f"listing registered SuperNodes failed: {listed.stdout[-500:]}") from err
+    for node in (n for n in nodes if n.get("status") != "unregistered"):
+        gone = cli.flwr("supernode", "unregister", str(node["node-id"]), *cli.target(), timeout=120)
+        if gone.returncode != 0:
+            raise RuntimeError(f"unregistering node {node['node-id']} failed: {gone.stdout[-500:]}")
+    keys = []
+    for index in range(count):
+        private, public = make_node_key(key_dir, f"node{index}", force=True)
+        registered = cli.flwr(
+            "supernode", "register", str(public), *cli.target(), "--name", f"node{index}",
+            timeout=120,
+        )  # fmt: skip
+        if registered.returncode != 0:
+            raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
+        keys.append(private)
+    return keys
