@@ -156,19 +156,24 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(federation,
     assert all(secret not in p.read_bytes() for p in out.rglob("*") if p.is_file())
 
 
-def test_an_unregistered_supernode_is_refused(federation, tmp_path):
-    root, info = federation
-    private, _ = make_node_key(tmp_path, "rogue")
+def assert_refused(root: Path, info: dict, private_key: Path, name: str) -> None:
+    """Start a SuperNode with `private_key`; the SuperLink must refuse it within 60 s."""
     port = int(info["address"].rsplit(":", 1)[1])
     deploy.start_supernode(
-        deploy.FederationDirs.at(root), 99, port, Path(info["root_certificates"]), private,
-        root / "data" / "partition_0.npz", dict(os.environ), name="rogue",
+        deploy.FederationDirs.at(root), 99, port, Path(info["root_certificates"]), private_key,
+        root / "data" / "partition_0.npz", dict(os.environ), name=name,
     )  # fmt: skip
     superlink_log = root / "logs" / "superlink.log"
     deadline = time.monotonic() + 60
     while "No SuperNode found with the given public key" not in superlink_log.read_text():
-        assert time.monotonic() < deadline, "the SuperLink never refused the rogue node"
+        assert time.monotonic() < deadline, f"the SuperLink never refused the {name} node"
         time.sleep(1)
+
+
+def test_an_unregistered_supernode_is_refused(federation, tmp_path):
+    root, info = federation
+    private, _ = make_node_key(tmp_path, "rogue")
+    assert_refused(root, info, private, "rogue")
     assert online_nodes() <= 3  # the three registered nodes at most (one may be killed)
 
 
@@ -211,15 +216,6 @@ def test_re_provisioning_unregisters_the_old_node_keys(tmp_path, monkeypatch):
         )
         authorised = [n for n in listing["nodes"] if n["status"] != "unregistered"]
         assert len(authorised) == 1  # only the new key
-        port = int(info["address"].rsplit(":", 1)[1])
-        deploy.start_supernode(
-            deploy.FederationDirs.at(root), 9, port, Path(info["root_certificates"]), old_key,
-            root / "data" / "partition_0.npz", dict(os.environ), name="old",
-        )  # fmt: skip
-        superlink_log = root / "logs" / "superlink.log"
-        deadline = time.monotonic() + 60
-        while "No SuperNode found with the given public key" not in superlink_log.read_text():
-            assert time.monotonic() < deadline, "the SuperLink accepted the discarded key"
-            time.sleep(1)
+        assert_refused(root, info, old_key, "old")
     finally:
         deploy.down(root)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tasks import client_of
 
 from fl_app.config import compose_config
 from fl_app.config.task import data_spec
-from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import check_task, new_model
-from fl_app.ml.data import PartitionSpec, load_client_data, pool_and_server_test, pool_partitions
+from fl_app.ml.data import PartitionSpec, pool_and_server_test, pool_partitions
 from fl_app.ml.models import check_fits, weights_of
 from fl_app.ml.node_files import export_partitions, read_data_file
 
@@ -100,14 +100,6 @@ def named_task(path, *extra: str) -> list[str]:
         "task.objective.metrics=[auc]", "task.objective.primary=auc",
         "federation.num_supernodes=3", *extra,
     ]  # fmt: skip
-
-
-def client_of(cfg, partition_id=0) -> KerasClient:
-    data = load_client_data(
-        data_spec(cfg), PartitionSpec("iid", 3), partition_id,
-        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
-    )  # fmt: skip
-    return KerasClient(lambda: new_model(cfg), data, local_epochs=2, batch_size=16, seed=1)
 
 
 def test_named_inputs_keep_integer_ids_and_train_with_batchnorm(wards):
