@@ -7,7 +7,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.client import Client, ClientApp
 
-from fl_app.fl.factory import client_fn
+from fl_app.fl.clients import client_fn
 from fl_app.fl.mods import secaggplus_when_asked
 
 

@@ -11,7 +11,7 @@ from flwr.common import NDArrays, Scalar
 
 from fl_app.fl.protocol import EXAMPLES_KEY, ROUND_KEY, SAMPLED_KEY
 from fl_app.ml.data import ClientData
-from fl_app.ml.models import check_fits, evaluate, train, weights_of
+from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
 from fl_app.privacy.dp import DPSettings, privatize
 
 
@@ -79,6 +79,7 @@ class KerasClient(NumPyClient):
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         start = self.weights_in(parameters, config)
         self.net.set_weights(start)
+        reset_optimizer(self.net)  # a fresh optimizer each round, as a new model has
         started = time.perf_counter()
         metrics = train(
             self.net,

@@ -4,32 +4,25 @@ the client of a node, and the server's strategy."""
 from __future__ import annotations
 
 import zlib
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import keras
-from flwr.app import Context
-from flwr.client import Client
 from flwr.common import NDArrays, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from fl_app.config import Mode, load_config, mode_of
+from fl_app.config import Mode
 from fl_app.config.task import data_spec, objective
 from fl_app.crypto.packing import Layout
-from fl_app.crypto.presets import get_preset
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
-from fl_app.fl.faults import FaultPlan, FaultyClient
-from fl_app.fl.logs import use_flower_handlers
-from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY, ROUND_KEY
+from fl_app.fl.protocol import NODE_DATA_KEY, ROUND_KEY
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
 from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
-from fl_app.privacy.dp import DPSettings
 from fl_app.run.state import RunState
 
 
@@ -79,40 +72,6 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
         seed=int(cfg.seed),
     )
     return data, int(cfg.seed) + 10_007 * (partition_id + 1)
-
-
-def client_fn(context: Context, search_path: Path | None = None) -> Client:
-    """Build the client for the node Flower is running this ClientApp on.
-
-    `search_path`: a user app's own `conf/`, composed with fl_app's.
-    """
-    use_flower_handlers()
-    cfg = load_config(context.run_config, search_path)
-    mode = mode_of(cfg)
-    data, node_seed = node_data(cfg, context.node_config)
-    settings: dict[str, Any] = {
-        "local_epochs": int(cfg.train.local_epochs),
-        "batch_size": int(cfg.train.batch_size),
-        "seed": node_seed,
-        "dp": DPSettings(float(cfg.dp.clip_norm), float(cfg.dp.noise_multiplier))
-        if cfg.dp.enabled
-        else None,
-    }
-    if mode.encrypted:
-        settings["preset"] = get_preset(cfg.he.preset)
-        settings["secret_context"] = cfg.he.secret_context or str(
-            context.node_config.get(NODE_SECRET_KEY, "")
-        )
-    client = get_class(mode.client)(partial(new_model, cfg), data, **settings)
-    if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
-        plan = FaultPlan.for_node(
-            dict(context.node_config),
-            fail=float(cfg.fault.fail_fraction),
-            corrupt=float(cfg.fault.corrupt_fraction),
-            seed=int(cfg.fault.seed),
-        )
-        return FaultyClient(client, plan).to_client()
-    return client.to_client()
 
 
 # ---------------------------------------------------------------- the ServerApp side

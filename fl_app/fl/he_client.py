@@ -7,7 +7,7 @@ from collections.abc import Callable
 import keras
 from flwr.common import NDArrays, Scalar
 
-from fl_app.crypto.keys import load_secret_context, require_preset
+from fl_app.crypto.keys import require_preset
 from fl_app.crypto.payload import (
     WeightBoundError,
     decrypt_aggregate,
@@ -17,6 +17,7 @@ from fl_app.crypto.payload import (
 )
 from fl_app.crypto.presets import Preset
 from fl_app.fl.client import KerasClient
+from fl_app.fl.clients import secret_context_at
 from fl_app.fl.protocol import (
     ENCRYPTED_KEY,
     NODE_SECRET_KEY,
@@ -68,7 +69,7 @@ class HEKerasClient(KerasClient):
                     "no HE secret context configured: set he.secret_context (or the node "
                     f"config key '{NODE_SECRET_KEY}') to the path of secret.ctx"
                 )
-            self._context = require_preset(load_secret_context(path), self.preset, path)
+            self._context = require_preset(secret_context_at(path), self.preset, path)
         return self._context
 
     def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:

@@ -3,6 +3,7 @@ file, compiled from the task's objective; local training and evaluation."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,24 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
 
 
 # ---------------------------------------------------------------- local work
+_FRESH_OPTIMIZER: weakref.WeakKeyDictionary[keras.Model, list[np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def reset_optimizer(net: keras.Model) -> None:
+    """Put `net`'s optimizer back in the state of a freshly compiled model (step 0, no
+    moments) without recompiling, so a model reused across calls trains exactly as a
+    new one would and Keras keeps its traced train and test functions."""
+    fresh = _FRESH_OPTIMIZER.get(net)
+    if fresh is None:
+        net.optimizer.build(net.trainable_variables)
+        _FRESH_OPTIMIZER[net] = [np.array(v.numpy(), copy=True) for v in net.optimizer.variables]
+        return
+    for variable, value in zip(net.optimizer.variables, fresh, strict=True):
+        variable.assign(value)
+
+
 def train(
     net: keras.Model, data: Split, *, epochs: int, batch_size: int, seed: int
 ) -> dict[str, float]:

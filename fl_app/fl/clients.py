@@ -1,0 +1,113 @@
+"""The client for each ClientApp call, from what the worker process already built.
+
+Flower calls `client_fn` for every message (example-count query, fit, evaluate), and in
+simulation one worker process serves many partitions in turn. What is the same for
+every such call is built once per process, keyed by what determines it:
+
+- the composed config: by the run config and the app's search path (Hydra composes
+  once, not per message);
+- a node's data (its partition or its file, split and preprocessed): by that and the
+  node config;
+- the compiled Keras model: by the run config. Every call sets its weights from the
+  message and resets its optimizer to the fresh state (`reset_optimizer`), so nothing
+  carries over between calls, partitions or runs; Keras keeps its traced functions;
+- the HE secret context: by its path.
+
+All are bounded LRU caches; `clear()` empties them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import keras
+from flwr.app import Context
+from flwr.client import Client
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from fl_app.config import load_config, mode_of
+from fl_app.crypto.keys import load_secret_context
+from fl_app.crypto.presets import get_preset
+from fl_app.fl.factory import new_model, node_data
+from fl_app.fl.faults import FaultPlan, FaultyClient
+from fl_app.fl.logs import use_flower_handlers
+from fl_app.fl.protocol import NODE_SECRET_KEY
+from fl_app.ml.data import ClientData
+from fl_app.privacy.dp import DPSettings
+
+RunKey = tuple[tuple[str, Any], ...]
+
+
+def run_key(run_config: Any) -> RunKey:
+    """A hashable, order-free key of a run config (Flower's values are scalars)."""
+    return tuple(sorted((str(k), v) for k, v in dict(run_config).items()))
+
+
+@lru_cache(maxsize=8)
+def config_for(key: RunKey, search_path: Path | None) -> DictConfig:
+    """The composed, validated config of a run (never modified by its users)."""
+    return load_config(dict(key), search_path)
+
+
+@lru_cache(maxsize=1024)
+def data_for(
+    key: RunKey, search_path: Path | None, node: tuple[tuple[str, Any], ...]
+) -> tuple[ClientData, int]:
+    """A node's data and training seed (`factory.node_data`), once per node config."""
+    return node_data(config_for(key, search_path), dict(node))
+
+
+@lru_cache(maxsize=2)
+def model_for(key: RunKey, search_path: Path | None) -> keras.Model:
+    """The run's compiled model, shared by the calls of this process one at a time."""
+    return new_model(config_for(key, search_path))
+
+
+@lru_cache(maxsize=4)
+def secret_context_at(path: str) -> Any:
+    """A client's HE secret context, read once per process."""
+    return load_secret_context(Path(path))
+
+
+def clear() -> None:
+    """Forget everything this process built (tests; a worker never needs it)."""
+    for cached in (config_for, data_for, model_for, secret_context_at):
+        cached.cache_clear()
+
+
+def client_fn(context: Context, search_path: Path | None = None) -> Client:
+    """Build the client for the node Flower is running this ClientApp on.
+
+    `search_path`: a user app's own `conf/`, composed with fl_app's.
+    """
+    use_flower_handlers()
+    key = run_key(context.run_config)
+    cfg = config_for(key, search_path)
+    mode = mode_of(cfg)
+    data, node_seed = data_for(key, search_path, run_key(context.node_config))
+    settings: dict[str, Any] = {
+        "local_epochs": int(cfg.train.local_epochs),
+        "batch_size": int(cfg.train.batch_size),
+        "seed": node_seed,
+        "dp": DPSettings(float(cfg.dp.clip_norm), float(cfg.dp.noise_multiplier))
+        if cfg.dp.enabled
+        else None,
+    }
+    if mode.encrypted:
+        settings["preset"] = get_preset(cfg.he.preset)
+        settings["secret_context"] = cfg.he.secret_context or str(
+            context.node_config.get(NODE_SECRET_KEY, "")
+        )
+    client = get_class(mode.client)(lambda: model_for(key, search_path), data, **settings)
+    if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
+        plan = FaultPlan.for_node(
+            dict(context.node_config),
+            fail=float(cfg.fault.fail_fraction),
+            corrupt=float(cfg.fault.corrupt_fraction),
+            seed=int(cfg.fault.seed),
+        )
+        return FaultyClient(client, plan).to_client()
+    return client.to_client()
