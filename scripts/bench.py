@@ -8,8 +8,13 @@ interleaved when repeated, and the median is reported.
 
 Columns:
 - FL-loop time: sum of the round times the ServerApp measured (configure, client work,
-  aggregation, evaluation), and its ratio to fedavg; also without round 1, whose time is
-  mostly the simulation starting its workers (the same work in every mode);
+  aggregation, evaluation), and its ratio to fedavg and to the *reference*: the same
+  FedAvg as a plain single-process Keras loop (scripts/bench_reference.py: same model,
+  data, partitions, epochs, batch size, seeds, per-round evaluation), run first in the
+  same invocation; also rounds 2..R alone, as round 1 is mostly the simulation starting
+  its workers (the same work in every mode);
+- per client-round: training time and HE time (decrypt + encrypt) as clients report
+  them, and the round's wall time divided by its clients (everything included);
 - upload: bytes one client sends the server per round, counted on the wire (every
   message's content: updates, SecAgg+ keys and shares, metrics), and its ratio to fedavg;
 - final accuracy: federated evaluation after the last round (centralised evaluation is
@@ -34,6 +39,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench_reference import reference_rounds
 
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.ops.procs import tree_pss
@@ -93,10 +100,18 @@ def run_once(
     fitted = [row for row in rows if row.get("fit_clients")]
     uploads = [upload_per_client(row) for row in fitted]
     round_seconds = [row["round_seconds"] for row in fitted]
+    later = fitted[1:] or fitted
     return {
         "loop_seconds": sum(round_seconds),
         "after_round1_seconds": sum(round_seconds[1:]),
         "round_seconds": round_seconds,
+        "train_seconds_per_client_round": statistics.mean(r.get("train_seconds", 0) for r in later),
+        "crypto_seconds_per_client_round": statistics.mean(
+            r.get("crypto_seconds", 0) for r in later
+        ),
+        "wall_seconds_per_client_round": statistics.mean(
+            r["round_seconds"] / r["fit_sampled"] for r in later
+        ),
         "upload_per_client_round": statistics.median(u for u in uploads if u),
         "final_accuracy": summary["final_accuracy"],
         "peak_memory_bytes": memory.peak,
@@ -116,21 +131,45 @@ def median_of(runs: list[dict]) -> dict:
     return merged
 
 
-def mode_table(results: dict[str, dict]) -> list[str]:
+def mode_table(results: dict[str, dict], reference: dict) -> list[str]:
     base = results["fedavg"]
     lines = [
-        "| mode | FL-loop s | time vs fedavg | without round 1 | upload/client/round "
-        "| upload vs fedavg | final accuracy | peak memory MB | epsilon |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | FL-loop s | vs fedavg | vs reference | round 1 s | rounds 2..R vs reference "
+        "| upload/client/round | upload vs fedavg | final accuracy | peak memory MB | epsilon |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| reference (1 process) | {reference['loop_seconds']:.1f} | - | 1.00x "
+        f"| {reference['round_seconds'][0]:.1f} | 1.00x | - | - "
+        f"| {reference['final_accuracy']:.4f} | - | - |",
     ]
     for mode, r in results.items():
         eps = f"{r['epsilon']:.2f}" if r.get("epsilon") is not None else "-"
         lines.append(
             f"| {mode} | {r['loop_seconds']:.1f} | {r['loop_seconds'] / base['loop_seconds']:.2f}x "
-            f"| {r['after_round1_seconds'] / base['after_round1_seconds']:.2f}x "
+            f"| {r['loop_seconds'] / reference['loop_seconds']:.2f}x "
+            f"| {r['round_seconds'][0]:.1f} "
+            f"| {r['after_round1_seconds'] / reference['after_round1_seconds']:.2f}x "
             f"| {r['upload_per_client_round']:,.0f} "
             f"| {r['upload_per_client_round'] / base['upload_per_client_round']:.2f}x "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} | {eps} |"
+        )
+    return lines
+
+
+def client_round_table(results: dict[str, dict], reference: dict) -> list[str]:
+    """Seconds per client-round, rounds 2..R: what clients report and the wall share."""
+    later_rounds = max(1, len(reference["round_seconds"]) - 1)
+    wall = reference["after_round1_seconds"] / later_rounds / reference["clients"]
+    lines = [
+        "| mode | training s | HE s (decrypt + encrypt) | wall s per client-round |",
+        "|---|---|---|---|",
+        f"| reference (1 process) | {reference['train_seconds_per_client_round']:.3f} | - "
+        f"| {wall:.3f} |",
+    ]
+    for mode, r in results.items():
+        lines.append(
+            f"| {mode} | {r['train_seconds_per_client_round']:.3f} "
+            f"| {r['crypto_seconds_per_client_round']:.3f} "
+            f"| {r['wall_seconds_per_client_round']:.3f} |"
         )
     return lines
 
@@ -168,6 +207,9 @@ def main() -> None:
 
     common = f"task={args.task} seed={args.seed}"
     report: dict = {"settings": vars(args) | {"out": str(args.out)}, "modes": {}, "scale": {}}
+    reference = reference_rounds(common.split(), args.clients, args.rounds)
+    report["reference"] = reference | {"clients": args.clients}
+    print(f"reference: {reference['loop_seconds']:.1f}s", flush=True)
     with tempfile.TemporaryDirectory() as tmp, LocalSuperLink(Path(tmp) / "home") as link:
         runs: dict[str, list[dict]] = {mode: [] for mode in modes}
         for repeat in range(args.repeats):
@@ -192,7 +234,9 @@ def main() -> None:
         f"{args.task}, {args.clients} clients, {args.rounds} rounds, seed {args.seed}, "
         f"median of {args.repeats} interleaved run(s) per mode",
         "",
-        *mode_table(report["modes"]),
+        *mode_table(report["modes"], report["reference"]),
+        "",
+        *client_round_table(report["modes"], report["reference"]),
     ]
     if report["scale"]:
         lines += ["", *scale_table(report["scale"])]

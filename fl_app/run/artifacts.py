@@ -35,6 +35,7 @@ COLUMNS = (
     "train_loss",
     "train_accuracy",
     "train_seconds",
+    "crypto_seconds",
     "eval_clients",
     "eval_failures",
     "eval_loss",
