@@ -23,8 +23,8 @@ Columns:
   ServerApp, Ray and its ClientApp workers; shared pages counted once), sampled twice a
   second.
 
-`--scale` adds two HE runs: 100 simulated clients x 5 rounds, and a ~1M-parameter model
-(`task.model=wide_mlp`).
+`--scale` adds two HE runs, each with its own single-process reference: 100 simulated
+clients x 5 rounds, and a ~1M-parameter model (`task.model=wide_mlp`).
 
     python scripts/bench.py --out bench.json            # the mode table
     python scripts/bench.py --scale --out bench.json    # plus the scale runs
@@ -176,14 +176,16 @@ def client_round_table(results: dict[str, dict], reference: dict) -> list[str]:
 
 def scale_table(results: dict[str, dict]) -> list[str]:
     lines = [
-        "| run | params | clients x rounds | FL-loop s | upload/client/round "
-        "| final accuracy | peak memory MB |",
-        "|---|---|---|---|---|---|---|",
+        "| run | params | clients x rounds | FL-loop s | reference s | vs reference "
+        "| upload/client/round | final accuracy | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['model_params']:,} | {r['clients']} x {r['rounds']} "
-            f"| {r['loop_seconds']:.1f} | {r['upload_per_client_round']:,.0f} "
+            f"| {r['loop_seconds']:.1f} | {r['reference_loop_seconds']:.1f} "
+            f"| {r['loop_seconds'] / r['reference_loop_seconds']:.2f}x "
+            f"| {r['upload_per_client_round']:,.0f} "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
         )
     return lines
@@ -227,7 +229,12 @@ def main() -> None:
                 ("he_1M_params", f"{common} task.model=wide_mlp", args.clients, args.rounds),
             ):
                 result = run_once(link, Path(tmp) / name, "he_compact", extra, clients, rounds)
-                report["scale"][name] = result | {"clients": clients, "rounds": rounds}
+                plain = reference_rounds(extra.split(), clients, rounds)
+                report["scale"][name] = result | {
+                    "clients": clients,
+                    "rounds": rounds,
+                    "reference_loop_seconds": plain["loop_seconds"],
+                }
                 print(f"{name}: done", flush=True)
 
     lines = [
