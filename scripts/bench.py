@@ -28,6 +28,7 @@ clients x 5 rounds, and a ~1M-parameter model (`task.model=wide_mlp`).
 
     python scripts/bench.py --out bench.json            # the mode table
     python scripts/bench.py --scale --out bench.json    # plus the scale runs
+    python scripts/bench.py --modes fedavg --thousand   # 1,000 clients, HE, DP
 """
 
 from __future__ import annotations
@@ -191,6 +192,40 @@ def scale_table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+# name -> Hydra overrides of the 1,000-client runs (HE compact, task=synthetic, 3 rounds)
+THOUSAND = {
+    "all 1,000 per round": "strategy.fraction_fit=1.0",
+    "100 of 1,000 per round": "strategy.fraction_fit=0.1 strategy.fraction_evaluate=0.1",
+    "all 1,000, DP-FedAvg": "strategy.fraction_fit=1.0 dp.enabled=true dp.noise_multiplier=1.2",
+}
+
+
+def thousand_clients(link: LocalSuperLink, tmp: Path, seed: int) -> dict:
+    """1,000 simulated clients x 3 rounds under HE: time, peak memory, accuracy, epsilon."""
+    results = {}
+    for index, (name, extra) in enumerate(THOUSAND.items()):
+        overrides = f"task=synthetic seed={seed} {extra}"
+        result = run_once(link, tmp / f"thousand_{index}", "he_compact", overrides, 1000, 3)
+        results[name] = result
+        print(f"{name}: {result['loop_seconds']:.0f}s", flush=True)
+    return results
+
+
+def thousand_table(results: dict[str, dict]) -> list[str]:
+    lines = [
+        "| 1,000 clients x 3 rounds, HE compact, task=synthetic | FL-loop s | round 1 s "
+        "| final accuracy | epsilon | peak memory MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        eps = f"{r['epsilon']:.2f}" if r.get("epsilon") is not None else "-"
+        lines.append(
+            f"| {name} | {r['loop_seconds']:.1f} | {r['round_seconds'][0]:.1f} "
+            f"| {r['final_accuracy']:.4f} | {eps} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="digits")
@@ -200,6 +235,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     parser.add_argument("--scale", action="store_true", help="add the scale runs")
+    parser.add_argument(
+        "--thousand", action="store_true", help="add 1,000-client HE runs on task=synthetic"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",")]
@@ -237,6 +275,9 @@ def main() -> None:
                 }
                 print(f"{name}: done", flush=True)
 
+        if args.thousand:
+            report["thousand"] = thousand_clients(link, Path(tmp), args.seed)
+
     lines = [
         f"{args.task}, {args.clients} clients, {args.rounds} rounds, seed {args.seed}, "
         f"median of {args.repeats} interleaved run(s) per mode",
@@ -247,6 +288,8 @@ def main() -> None:
     ]
     if report["scale"]:
         lines += ["", *scale_table(report["scale"])]
+    if report.get("thousand"):
+        lines += ["", *thousand_table(report["thousand"])]
     print("\n".join(lines))
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

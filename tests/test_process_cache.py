@@ -69,7 +69,7 @@ def test_partitions_and_runs_in_one_process_never_share_state(counted):
         fresh[partition] = weights_of(net)
     for partition in (0, 1, 0):  # reused model, interleaved partitions
         client = numpy_client(context(partition))
-        weights, n, _ = client.fit(start, {"server-round": 1})
+        weights, _, _ = client.fit(start, {"server-round": 1})
         assert all(np.array_equal(a, b) for a, b in zip(weights, fresh[partition], strict=True))
     assert counted["model"] == 1  # one model served both partitions, bit-exact each time
     a, b = numpy_client(context(0)), numpy_client(context(1))

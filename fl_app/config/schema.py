@@ -36,7 +36,7 @@ class TaskConfig:
     # import path of a callable returning a keras.Model (compiled or not)
     model: str = MISSING
     model_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `model`
-    # bundled set (digits | breast_cancer | diabetes) or the import path of a callable
+    # bundled set (digits | breast_cancer | diabetes | synthetic) or the import path of a callable
     # returning (x, y) arrays
     source: str = MISSING
     source_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `source`

@@ -1,9 +1,10 @@
 """Where a task's examples come from: a bundled scikit-learn set or a user's callable.
 
-A source is named by a string: a bundled set (`digits`, `breast_cancer`, `diabetes`) or
-the import path of a callable (`package.module.function` or `package.module:function`)
-that returns `(x, y)` (`x` one array or a dict of named arrays) or a `datasets.Dataset`
-with a `label` column, called with `args` as its keyword arguments. Nothing downloads.
+A source is named by a string: a bundled set (`digits`, `breast_cancer`, `diabetes`,
+`synthetic`) or the import path of a callable (`package.module.function` or
+`package.module:function`) that returns `(x, y)` (`x` one array or a dict of named
+arrays) or a `datasets.Dataset` with a `label` column, called with `args` as its keyword
+arguments. Nothing downloads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_classification
 
 from fl_app.ml.checks import DataError, checked
 from fl_app.ml.columns import Columns, Inputs, from_dataset, select
@@ -70,10 +71,21 @@ def _diabetes() -> tuple[np.ndarray, np.ndarray]:
     return bunch.data.astype(np.float32), (bunch.target / 100.0).astype(np.float32)
 
 
+def _synthetic() -> tuple[np.ndarray, np.ndarray]:
+    # Generated at run time from a fixed seed (nothing downloads): enough rows for a
+    # thousand clients of ~100 examples each.
+    x, y = make_classification(
+        n_samples=120_000, n_features=20, n_informative=10, n_redundant=4, n_classes=2,
+        class_sep=0.8, flip_y=0.02, random_state=0,
+    )  # fmt: skip
+    return x.astype(np.float32), y.astype(np.int64)
+
+
 _BUNDLED_LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "digits": _digits,
     "breast_cancer": _breast_cancer,
     "diabetes": _diabetes,
+    "synthetic": _synthetic,
 }
 BUNDLED = {
     # 8x8 handwritten digits, already scaled to [0, 1]
@@ -81,6 +93,10 @@ BUNDLED = {
     # Wisconsin breast-cancer diagnosis, 30 features
     "breast_cancer": DataSpec(
         "breast_cancer", preprocess="standardize", feature_shape=(30,), num_classes=2
+    ),
+    # scikit-learn's make_classification, 120,000 rows x 20 features, seeded (scale runs)
+    "synthetic": DataSpec(
+        "synthetic", preprocess="standardize", feature_shape=(20,), num_classes=2
     ),
     # diabetes progression after one year (regression), 10 features
     "diabetes": DataSpec(
