@@ -18,21 +18,20 @@ class DataError(ValueError):
 
 
 def check_features(where: str, x: Features) -> None:
-    """Real numbers, one row per example, at least one row; floats finite in float32."""
+    """Real numbers, one row per example, at least one row, the same rows in every named
+    input; floats finite in float32."""
     arrays = x.items() if isinstance(x, dict) else [("features", x)]
+    rows = set()
     for name, array in arrays:
         what = f"{where}: {name}"
         if array.ndim == 0:
             raise DataError(f"{what} is a single value; allowed one row per example")
         if len(array) == 0:
             raise DataError(f"{where} has no rows; allowed at least one example")
-        if array.dtype.kind not in "biuf":
-            raise DataError(f"{what} are {array.dtype} values; allowed real numbers (int or float)")
-        if array.dtype.kind == "f" and not np.all(np.abs(array) <= FLOAT32_MAX):
-            raise DataError(
-                f"{what} hold NaN, infinite or out-of-range values (|x| > {FLOAT32_MAX:.3g}); "
-                "allowed finite float32 numbers"
-            )
+        _require_real(what, array)
+        rows.add(len(array))
+    if len(rows) > 1:
+        raise DataError(f"{where}: named inputs have {sorted(rows)} rows; allowed the same")
 
 
 def check_targets(where: str, y: np.ndarray, rows: int) -> None:
@@ -40,10 +39,18 @@ def check_targets(where: str, y: np.ndarray, rows: int) -> None:
     if y.ndim == 0 or len(y) != rows:
         count = 0 if y.ndim == 0 else len(y)
         raise DataError(f"{where}: {count} targets for {rows} rows; allowed one per row")
-    if y.dtype.kind not in "biuf":
-        raise DataError(f"{where}: targets are {y.dtype} values; allowed numbers")
-    if y.dtype.kind == "f" and not np.all(np.abs(y) <= FLOAT32_MAX):
-        raise DataError(f"{where}: targets hold NaN, infinite or out-of-range values")
+    _require_real(f"{where}: targets", y)
+
+
+def _require_real(what: str, array: np.ndarray) -> None:
+    """Int or float values, floats finite within float32's range."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{what} are {array.dtype} values; allowed real numbers (int or float)")
+    if array.dtype.kind == "f" and not np.all(np.abs(array) <= FLOAT32_MAX):
+        raise DataError(
+            f"{what} hold NaN, infinite or out-of-range values (|x| > {FLOAT32_MAX:.3g}); "
+            "allowed finite float32 numbers"
+        )
 
 
 def as_labels(source: str, y: np.ndarray) -> np.ndarray:
