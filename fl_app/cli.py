@@ -141,7 +141,7 @@ def _add_key_commands(commands: argparse._SubParsersAction) -> None:
         "keygen", help="make an HE key pair: secret.ctx for clients, public.ctx for the server"
     )
     keygen.add_argument("--out", type=Path, required=True, help="directory to write keys into")
-    keygen.add_argument("--preset", default="compact", choices=sorted(PRESETS))
+    keygen.add_argument("--preset", default="seeded", choices=sorted(PRESETS))
     keygen.add_argument("--force", action="store_true", help="replace existing key files")
     keygen.set_defaults(handler=_keygen)
     decrypt = commands.add_parser(
@@ -193,7 +193,7 @@ def _add_federation_commands(commands: argparse._SubParsersAction) -> None:
     federation.add_argument("--app", type=Path, default=None, help=APP_HELP)
     federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
     federation.add_argument("--alpha", type=float, default=0.5)
-    federation.add_argument("--preset", default="compact", choices=sorted(PRESETS))
+    federation.add_argument("--preset", default="seeded", choices=sorted(PRESETS))
     federation.add_argument("--port", type=int, default=None, help="SuperLink port")
     federation.add_argument(
         "--cold", action="store_true", help="Flower's default: a new process per ClientApp task"

@@ -1,4 +1,4 @@
-"""The crypto layer with real TenSEAL ciphertexts: parity, keys, and hostile payloads."""
+"""The crypto layer with real TenSEAL and SEAL ciphertexts: parity, keys, hostile payloads."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_app.crypto._tenseal import ts
 from fl_app.crypto.keys import (
     HEKeyError,
     build_context,
+    context_from,
     fingerprint,
     generate_keys,
     load_public_context,
@@ -41,15 +41,16 @@ SHAPES = [(3, 3, 1, 8), (8,), (200, 10), (10,), ()]
 def keys(request):
     preset = get_preset(request.param)
     secret = build_context(preset)
-    public = ts.context_from(public_bytes(secret))
+    public = context_from(public_bytes(secret))
     return preset, secret, public
 
 
-@pytest.fixture(scope="module")
-def compact():
-    preset = get_preset("compact")
+@pytest.fixture(scope="module", params=["seeded", "compact"])
+def bfv(request):
+    """Each BFV preset (fixed point, exact sums), with a secret context and a public one."""
+    preset = get_preset(request.param)
     secret = build_context(preset)
-    return preset, secret, ts.context_from(public_bytes(secret))
+    return preset, secret, context_from(public_bytes(secret))
 
 
 def random_weights(rng, scale=1.0):
@@ -77,7 +78,7 @@ def he_aggregate(preset, secret, public, updates, counts):
 def test_decrypted_aggregate_equals_plaintext_fedavg(keys, num_clients):
     preset, secret, public = keys
     if preset.name == "nvflare" and num_clients == 100:
-        pytest.skip("the reference preset is slow; parity at 100 clients is shown on compact")
+        pytest.skip("the reference preset is slow; parity at 100 clients is shown on BFV")
     rng = np.random.default_rng(num_clients)
     updates = [random_weights(rng) for _ in range(num_clients)]
     counts = rng.integers(1, 10**6, num_clients, endpoint=True).tolist()
@@ -92,8 +93,8 @@ def test_decrypted_aggregate_equals_plaintext_fedavg(keys, num_clients):
         np.testing.assert_allclose(g, w, atol=tolerance + 1e-6)  # + float32 rounding
 
 
-def test_thousand_clients_with_a_million_samples_each_do_not_overflow(compact):
-    preset, secret, public = compact
+def test_thousand_clients_with_a_million_samples_each_do_not_overflow(bfv):
+    preset, secret, public = bfv
     layout_arrays = [np.zeros(50, np.float32)]
     agg = EncryptedSum(public, preset, Layout.of(layout_arrays))
     counts = [10**6] * 1000
@@ -101,16 +102,15 @@ def test_thousand_clients_with_a_million_samples_each_do_not_overflow(compact):
     edge = np.full(50, preset.max_abs_weight, np.float32)  # largest allowed magnitude
     edge[::2] *= -1
     payload = encrypt_update(secret, preset, [edge], counts[0] / reference)
-    vectors = agg.check(payload)
     for n in counts:
-        agg.add([v.copy() for v in vectors], n / reference)
+        agg.add(agg.check(payload), n / reference)
     (mean,) = decrypt_aggregate(secret, preset, agg.result())
     np.testing.assert_allclose(mean, edge, atol=preset.tolerance(1000))
 
 
-def test_weights_beyond_the_fixed_point_range_are_refused(compact):
-    preset, secret, _ = compact
-    with pytest.raises(ValueError, match="exceeds the 'compact' preset's limit"):
+def test_weights_beyond_the_fixed_point_range_are_refused(bfv):
+    preset, secret, _ = bfv
+    with pytest.raises(ValueError, match=f"exceeds the '{preset.name}' preset's limit"):
         encrypt_update(secret, preset, [np.array([preset.max_abs_weight * 2])], 0.5)
     with pytest.raises(ValueError, match="NaN"):
         encrypt_update(secret, preset, [np.array([np.nan])], 0.5)
@@ -135,18 +135,22 @@ def test_every_preset_meets_128_bit_security():
 # ----------------------------------------------------------------- keys and guards
 
 
-def test_keygen_writes_secret_0600_and_a_public_context_without_secret(tmp_path):
-    manifest = generate_keys(tmp_path / "keys", "compact")
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_keygen_writes_secret_0600_and_a_public_context_without_secret(tmp_path, name):
+    manifest = generate_keys(tmp_path / "keys", name)
     secret_path = tmp_path / "keys" / "secret.ctx"
     assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
     public = load_public_context(tmp_path / "keys" / "public.ctx")
     assert not public.is_private()
-    assert not public.has_galois_keys()
+    if PRESETS[name].seeded:
+        assert public.secret_key is None
+    else:
+        assert not public.has_galois_keys()
     secret = load_secret_context(secret_path)
     assert fingerprint(public) == fingerprint(secret) == manifest["fingerprint"]
     with pytest.raises(HEKeyError, match="--force"):
-        generate_keys(tmp_path / "keys", "compact")
-    again = generate_keys(tmp_path / "keys", "compact", force=True)
+        generate_keys(tmp_path / "keys", name)
+    again = generate_keys(tmp_path / "keys", name, force=True)
     assert again["fingerprint"] != manifest["fingerprint"]
 
 
@@ -159,13 +163,13 @@ def test_guards_refuse_the_wrong_kind_of_context(tmp_path):
     with pytest.raises(HEKeyError, match="cannot read"):
         load_secret_context(tmp_path / "missing.ctx")
     (tmp_path / "junk.ctx").write_bytes(b"junk")
-    with pytest.raises(HEKeyError, match="not a TenSEAL context"):
+    with pytest.raises(HEKeyError, match="not an HE context"):
         load_public_context(tmp_path / "junk.ctx")
 
 
-def test_server_sum_works_without_the_secret_file(tmp_path, compact):
-    preset, secret, _ = compact
-    generate_keys(tmp_path, "compact")
+def test_server_sum_works_without_the_secret_file(tmp_path, bfv):
+    preset, secret, _ = bfv
+    generate_keys(tmp_path, preset.name)
     client = load_secret_context(tmp_path / "secret.ctx")
     (tmp_path / "secret.ctx").unlink()  # the server machine never has it
     server = load_public_context(tmp_path / "public.ctx")
@@ -177,17 +181,17 @@ def test_server_sum_works_without_the_secret_file(tmp_path, compact):
         EncryptedSum(secret, preset, Layout.of(update))
 
 
-def test_tensorflow_first_then_tenseal_round_trip_in_a_fresh_process():
+@pytest.mark.parametrize("name", ["seeded", "compact"])
+def test_tensorflow_first_then_tenseal_round_trip_in_a_fresh_process(name):
     code = (
         "import tensorflow\n"
         "import numpy as np\n"
-        "from fl_app.crypto.keys import build_context, public_bytes\n"
+        "from fl_app.crypto.keys import build_context, context_from, public_bytes\n"
         "from fl_app.crypto.presets import get_preset\n"
-        "from fl_app.crypto._tenseal import ts\n"
         "from fl_app.crypto.payload import encrypt_update, decrypt_aggregate, EncryptedSum\n"
         "from fl_app.crypto.packing import Layout\n"
-        "p = get_preset('compact'); s = build_context(p)\n"
-        "pub = ts.context_from(public_bytes(s))\n"
+        f"p = get_preset({name!r}); s = build_context(p)\n"
+        "pub = context_from(public_bytes(s))\n"
         "w = [np.arange(5, dtype=np.float32) / 10]\n"
         "agg = EncryptedSum(pub, p, Layout.of(w))\n"
         "agg.add(agg.check(encrypt_update(s, p, w, 1.0)), 1.0)\n"
@@ -209,13 +213,13 @@ def test_tensorflow_first_then_tenseal_round_trip_in_a_fresh_process():
 
 
 @pytest.fixture(scope="module")
-def good_payload(compact):
-    preset, secret, _ = compact
+def good_payload(bfv):
+    preset, secret, _ = bfv
     return encrypt_update(secret, preset, [np.full(5000, 0.25, np.float32)], 0.5)
 
 
-def checker(compact):
-    preset, _, public = compact
+def checker(bfv):
+    preset, _, public = bfv
     return EncryptedSum(public, preset, Layout.of([np.zeros(5000, np.float32)]))
 
 
@@ -242,35 +246,35 @@ def checker(compact):
         "empty",
     ],
 )
-def test_bad_payloads_are_rejected_with_a_reason(compact, good_payload, mutate, reason):
+def test_bad_payloads_are_rejected_with_a_reason(bfv, good_payload, mutate, reason):
     with pytest.raises(PayloadError, match=reason):
-        checker(compact).check(mutate(list(good_payload)))
+        checker(bfv).check(mutate(list(good_payload)))
 
 
-def test_ciphertext_under_another_key_is_rejected(compact):
-    preset, _, _ = compact
+def test_ciphertext_under_another_key_is_rejected(bfv):
+    preset, _, _ = bfv
     stranger = build_context(preset)
     payload = encrypt_update(stranger, preset, [np.zeros(5000, np.float32)], 1.0)
     with pytest.raises(PayloadError, match="encrypted under key"):
-        checker(compact).check(payload)
+        checker(bfv).check(payload)
 
 
-def test_wrong_layout_is_rejected(compact):
-    preset, secret, _ = compact
+def test_wrong_layout_is_rejected(bfv):
+    preset, secret, _ = bfv
     payload = encrypt_update(secret, preset, [np.zeros(4999, np.float32)], 1.0)
     with pytest.raises(PayloadError, match="layout does not match"):
-        checker(compact).check(payload)
+        checker(bfv).check(payload)
 
 
-def test_size_bound_admits_real_ciphertexts(good_payload, compact):
-    assert all(len(blob) <= max_ciphertext_bytes(compact[0]) for blob in good_payload[1:])
+def test_size_bound_admits_real_ciphertexts(good_payload, bfv):
+    assert all(len(blob) <= max_ciphertext_bytes(bfv[0]) for blob in good_payload[1:])
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_fuzzed_payloads_never_crash_the_checker(compact, good_payload, data):
+def test_fuzzed_payloads_never_crash_the_checker(bfv, good_payload, data):
     payload = [bytearray(part) for part in good_payload]
     part = data.draw(st.integers(0, len(payload) - 1))
     if payload[part]:
@@ -281,4 +285,4 @@ def test_fuzzed_payloads_never_crash_the_checker(compact, good_payload, data):
         cut = data.draw(st.integers(0, len(payload[part])))
         payload[part] = payload[part][:cut]
     with contextlib.suppress(PayloadError):  # a reason is fine; anything else fails
-        checker(compact).check([bytes(p) for p in payload])
+        checker(bfv).check([bytes(p) for p in payload])

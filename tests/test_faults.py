@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fl_app.config import ConfigError, compose_config
-from fl_app.crypto._tenseal import ts
-from fl_app.crypto.keys import build_context, public_bytes
+from fl_app.crypto.keys import build_context, context_from, public_bytes
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import EncryptedSum, PayloadError, encrypt_update, to_arrays, to_payload
 from fl_app.crypto.presets import get_preset
@@ -44,12 +43,13 @@ def test_fault_fractions_are_validated():
         compose_config(["fault.fail_fraction=0.5", "fault.corrupt_fraction=0.8"])
 
 
-def test_a_corrupted_he_payload_is_rejected_by_the_server_check():
-    preset = get_preset("compact")
+@pytest.mark.parametrize("name", ["seeded", "compact"])
+def test_a_corrupted_he_payload_is_rejected_by_the_server_check(name):
+    preset = get_preset(name)
     secret = build_context(preset)
     weights = [np.ones(5000, np.float32)]
     payload = to_arrays(encrypt_update(secret, preset, weights, 1.0))
-    checker = EncryptedSum(ts.context_from(public_bytes(secret)), preset, Layout.of(weights))
+    checker = EncryptedSum(context_from(public_bytes(secret)), preset, Layout.of(weights))
     with pytest.raises(PayloadError):
         checker.check(to_payload(corrupt(payload)))
 

@@ -96,7 +96,7 @@ class SecAggStrategyConfig(StrategyConfig):
 
 @dataclass
 class HEConfig:
-    preset: str = MISSING  # compact | nvflare (fl_app/crypto/presets.py)
+    preset: str = MISSING  # seeded | compact | nvflare (fl_app/crypto/presets.py)
     public_context: str = ""  # server: public.ctx; empty in simulation = generate keys
     secret_context: str = ""  # clients: secret.ctx; empty = what the deployment provides
     max_examples: int = ranged(

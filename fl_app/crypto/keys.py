@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
+from typing import Any
 
 from fl_app.crypto._tenseal import sealapi, ts
+from fl_app.crypto.memfile import save_bytes
 from fl_app.crypto.presets import Preset, get_preset
 from fl_app.crypto.secret_files import write_private
+from fl_app.crypto.seeded import MAGIC, SeededContext, describe
+
+# A context: TenSEAL's (presets `compact`, `nvflare`) or fl_app's seeded one (`seeded`).
+Context = Any
 
 SECRET_NAME = "secret.ctx"
 PUBLIC_NAME = "public.ctx"
@@ -20,9 +25,11 @@ class HEKeyError(ValueError):
     """A key file is missing, of the wrong kind, or does not match."""
 
 
-def build_context(preset: Preset) -> ts.Context:
+def build_context(preset: Preset) -> Context:
     """A fresh private context (secret key included) for `preset`."""
     preset.check_security()
+    if preset.seeded:
+        return SeededContext.build(preset)
     if preset.scheme == "bfv":
         plain_modulus = sealapi.PlainModulus.Batching(
             preset.poly_modulus_degree, preset.plain_modulus_bits
@@ -43,8 +50,17 @@ def build_context(preset: Preset) -> ts.Context:
     return ctx
 
 
-def public_bytes(ctx: ts.Context) -> bytes:
+def secret_bytes(ctx: Context) -> bytes:
+    """The whole context, secret key included: write it 0600."""
+    if isinstance(ctx, SeededContext):
+        return ctx.to_bytes(secret=True)
+    return ctx.serialize(save_secret_key=True)
+
+
+def public_bytes(ctx: Context) -> bytes:
     """The context without secret key, Galois or relinearisation keys (sums need none)."""
+    if isinstance(ctx, SeededContext):
+        return ctx.to_bytes(secret=False)
     return ctx.serialize(
         save_public_key=True,
         save_secret_key=False,
@@ -53,16 +69,16 @@ def public_bytes(ctx: ts.Context) -> bytes:
     )
 
 
-def fingerprint(ctx: ts.Context) -> str:
+def fingerprint(ctx: Context) -> str:
     """A short hash of the public key; equal for a secret context and its public copy."""
-    # SEAL saves keys to files only; the public key is not secret, so a temp file is fine.
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "public_key"
-        ctx.public_key().data.save(str(path))
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    if isinstance(ctx, SeededContext):
+        key = ctx.public_key_bytes()
+    else:
+        key = save_bytes(ctx.public_key().data.save)
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
-def require_public(ctx: ts.Context, where: str) -> ts.Context:
+def require_public(ctx: Context, where: str) -> Context:
     """Refuse a context holding the secret key where only a public one belongs."""
     if ctx.is_private():
         raise HEKeyError(
@@ -72,22 +88,18 @@ def require_public(ctx: ts.Context, where: str) -> ts.Context:
     return ctx
 
 
-def require_private(ctx: ts.Context, where: str) -> ts.Context:
+def require_private(ctx: Context, where: str) -> Context:
     """Refuse a public context where decryption is needed."""
     if not ctx.is_private():
         raise HEKeyError(f"{where} has no HE secret key; clients need {SECRET_NAME}")
     return ctx
 
 
-def parameters_of(ctx: ts.Context) -> str:
+def parameters_of(ctx: Context) -> str:
     """A context's scheme and encryption parameters, as one comparable line."""
-    parms = ctx.seal_context().data.key_context_data().parms()
-    scheme = parms.scheme().name.lower()
-    bits = tuple(modulus.bit_count() for modulus in parms.coeff_modulus())
-    line = f"{scheme.upper()} N={parms.poly_modulus_degree()} q bits={bits}"
-    if scheme == "bfv":
-        line += f" t bits={parms.plain_modulus().bit_count()}"
-    return line
+    if isinstance(ctx, SeededContext):
+        return describe(ctx.parms)
+    return describe(ctx.seal_context().data.key_context_data().parms())
 
 
 def preset_parameters(preset: Preset) -> str:
@@ -99,7 +111,7 @@ def preset_parameters(preset: Preset) -> str:
     return line + (f" t bits={preset.plain_modulus_bits}" if preset.scheme == "bfv" else "")
 
 
-def require_preset(ctx: ts.Context, preset: Preset, where: str) -> ts.Context:
+def require_preset(ctx: Context, preset: Preset, where: str) -> Context:
     """Refuse a context that was not built for `preset` (scheme and parameters)."""
     found, expected = parameters_of(ctx), preset_parameters(preset)
     if found != expected:
@@ -119,30 +131,37 @@ def generate_keys(out_dir: Path, preset_name: str, *, force: bool = False) -> di
         raise HEKeyError(f"refusing to overwrite {existing}; pass --force to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = build_context(preset)
-    write_private(out_dir / SECRET_NAME, ctx.serialize(save_secret_key=True))
+    write_private(out_dir / SECRET_NAME, secret_bytes(ctx))
     (out_dir / PUBLIC_NAME).write_bytes(public_bytes(ctx))
     manifest = {"preset": preset.name, "scheme": preset.scheme, "fingerprint": fingerprint(ctx)}
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def load_context(path: Path) -> ts.Context:
+def load_context(path: Path) -> Context:
     """Deserialise a context file written by `generate_keys`."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise HEKeyError(f"cannot read HE context {path}: {err.strerror}") from err
     try:
-        return ts.context_from(data)
-    except Exception as err:  # TenSEAL raises bare ValueError/RuntimeError on bad input
-        raise HEKeyError(f"{path} is not a TenSEAL context: {type(err).__name__}") from err
+        return context_from(data)
+    except Exception as err:  # TenSEAL and SEAL raise bare ValueError/RuntimeError
+        raise HEKeyError(f"{path} is not an HE context: {type(err).__name__}") from err
 
 
-def load_public_context(path: Path) -> ts.Context:
+def context_from(data: bytes) -> Context:
+    """A context from the bytes of `secret_bytes` or `public_bytes`."""
+    if data.startswith(MAGIC):
+        return SeededContext.from_bytes(data)
+    return ts.context_from(data)
+
+
+def load_public_context(path: Path) -> Context:
     """The server's context: must not hold the secret key."""
     return require_public(load_context(path), str(path))
 
 
-def load_secret_context(path: Path) -> ts.Context:
+def load_secret_context(path: Path) -> Context:
     """A client's context: must hold the secret key."""
     return require_private(load_context(path), str(path))

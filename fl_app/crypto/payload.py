@@ -17,9 +17,10 @@ import numpy as np
 
 from fl_app.crypto._tenseal import ts
 from fl_app.crypto.header import Header, PayloadError, check_header
-from fl_app.crypto.keys import fingerprint
+from fl_app.crypto.keys import Context, fingerprint
 from fl_app.crypto.packing import Layout, spans
 from fl_app.crypto.presets import Preset
+from fl_app.crypto.seeded import SeededContext
 
 
 def to_payload(arrays: list[np.ndarray]) -> list[bytes]:
@@ -34,24 +35,28 @@ def to_arrays(payload: list[bytes]) -> list[np.ndarray]:
 
 def max_ciphertext_bytes(preset: Preset) -> int:
     """Upper bound on one serialised ciphertext: two uncompressed polynomials plus slack."""
-    data_primes = len(preset.coeff_mod_bit_sizes) - 1
-    return 2 * preset.poly_modulus_degree * 8 * data_primes + 4096
+    return 2 * preset.poly_modulus_degree * 8 * preset.data_primes + 4096
 
 
-def _encrypt(ctx: ts.Context, preset: Preset, values: np.ndarray):
+def _encrypt(ctx: Context, preset: Preset, values: np.ndarray) -> bytes:
+    if isinstance(ctx, SeededContext):
+        return ctx.encrypt(values)
     if preset.scheme == "bfv":
-        return ts.bfv_vector(ctx, values.tolist())
-    return ts.ckks_vector(ctx, values.tolist())
+        return ts.bfv_vector(ctx, values.tolist()).serialize()
+    return ts.ckks_vector(ctx, values.tolist()).serialize()
 
 
-def _load_vector(ctx: ts.Context, preset: Preset, blob: bytes):
+def _load_vector(ctx: Context, preset: Preset, blob: bytes):
+    """A ciphertext to add or decrypt: `+=`, `.serialize()`, `.decrypt()`."""
+    if isinstance(ctx, SeededContext):
+        return ctx.load(blob)
     if preset.scheme == "bfv":
         return ts.bfv_vector_from(ctx, blob)
     return ts.ckks_vector_from(ctx, blob)
 
 
 def encrypt_update(
-    ctx: ts.Context,
+    ctx: Context,
     preset: Preset,
     weights: list[np.ndarray],
     coefficient: float,
@@ -70,9 +75,7 @@ def encrypt_update(
         encoded = np.rint(flat * coefficient * 2.0**preset.scale_bits).astype(np.int64)
     else:
         encoded = flat * coefficient
-    chunks = [
-        _encrypt(ctx, preset, encoded[s : s + n]).serialize() for s, n in spans(layout, preset)
-    ]
+    chunks = [_encrypt(ctx, preset, encoded[s : s + n]) for s, n in spans(layout, preset)]
     header = Header(
         preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks), bound_to=bound_to
     )
@@ -110,7 +113,7 @@ def plausible_bound(preset: Preset) -> float:
     return 2.0 ** (preset.coeff_mod_bit_sizes[0] - preset.scale_bits - 1)
 
 
-def decrypt_aggregate(ctx: ts.Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:
+def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:
     """The weighted mean an aggregate payload encrypts (needs the secret context).
 
     Refuses an aggregate whose header or values cannot be genuine: a total weight that is
@@ -149,7 +152,7 @@ def decrypt_aggregate(ctx: ts.Context, preset: Preset, payload: list[bytes]) -> 
 class EncryptedSum:
     """Adds client payloads one at a time under a public context; never decrypts."""
 
-    def __init__(self, public_ctx: ts.Context, preset: Preset, layout: Layout) -> None:
+    def __init__(self, public_ctx: Context, preset: Preset, layout: Layout) -> None:
         if public_ctx.is_private():
             raise ValueError("EncryptedSum must be given the public context, not the secret one")
         self.ctx = public_ctx
@@ -190,7 +193,7 @@ class EncryptedSum:
                 raise PayloadError(
                     f"ciphertext {index} does not deserialise: {type(err).__name__}"
                 ) from err
-            if vector.size() != size:
+            if not self.preset.seeded and vector.size() != size:  # seeded: N slots always
                 raise PayloadError(
                     f"ciphertext {index} holds {vector.size()} values, expected {size}"
                 )

@@ -22,6 +22,12 @@ class Preset:
     packing: str = "dense"  # "dense": all layers back to back | "per_layer"
     max_abs_weight: float = 64.0  # BFV: largest |weight| a client may encrypt
     max_total_weight: float = 30.0  # BFV: largest sum of client coefficients n_k / R
+    seeded: bool = False  # BFV: clients encrypt with the secret key, c1 sent as a seed
+
+    @property
+    def data_primes(self) -> int:
+        """Coefficient primes a ciphertext carries (the special prime is the keys' only)."""
+        return len(self.coeff_mod_bit_sizes) - (0 if self.seeded else 1)
 
     @property
     def slots(self) -> int:
@@ -52,6 +58,27 @@ class Preset:
 
 
 PRESETS = {
+    # The default. Clients encrypt with the secret key they already hold, and SEAL sends
+    # the ciphertext's random half as a seed (fl_app/crypto/seeded.py): 15.6 KB per
+    # 2,048 values = 1.90x float32. N=2048 with one 54-bit prime is the HE standard's
+    # 128-bit limit; a larger N costs the same bytes per value and wastes more of the
+    # last ciphertext of a small model. Fixed point at 2^24 as in `compact`; slots hold
+    # signed values below t/2 ~ 2^32, about twice |sum| <= 64 x 2 x 2^24 = 2^31: the
+    # total weight is at most 1 (updates must carry the example count their client
+    # announced for R), 2 leaves margin. Noise budget: 16 bits fresh; after 1,000
+    # additions 11 (independent encryptions) or 6 (worst case: one ciphertext added to
+    # itself, so the noise grows linearly), measured in tests/test_seeded.py.
+    "seeded": Preset(
+        name="seeded",
+        scheme="bfv",
+        poly_modulus_degree=2048,
+        coeff_mod_bit_sizes=(54,),
+        scale_bits=24,
+        plain_modulus_bits=33,
+        packing="dense",
+        max_total_weight=2.0,
+        seeded=True,
+    ),
     # Add-only aggregation: BFV batching puts one value in each of N slots, and a
     # single 56-bit ciphertext prime (53-bit special prime for the key) keeps the
     # ciphertext at ~15 bytes per value. Values are fixed point at 2^24; the 36-bit

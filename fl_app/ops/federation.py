@@ -94,7 +94,7 @@ def up(
     task: str = "digits",
     data: DataSpec | None = None,
     partition: PartitionSpec | None = None,
-    preset: str = "compact",
+    preset: str = "seeded",
     seed: int = 42,
     port: int | None = None,
     warm: bool = True,

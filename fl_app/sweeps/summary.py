@@ -47,7 +47,7 @@ def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
         return str(choices["mode"])
     strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
     encrypted = strategy in MODES and MODES[strategy].encrypted
-    mode = f"he_{choices.get('he', 'compact')}" if encrypted else str(strategy)
+    mode = f"he_{choices.get('he', 'seeded')}" if encrypted else str(strategy)
     return f"{mode}+dp" if config.get("dp", {}).get("enabled") else mode
 
 
