@@ -52,7 +52,11 @@ def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
 
-    grid = CountingGrid(grid)
+    grid = CountingGrid(
+        grid,
+        poll_interval=float(cfg.federation.poll_interval),
+        max_interval=float(cfg.federation.poll_max_interval),
+    )
     strategy = build_strategy(cfg, mode, state, net=net, keys=keys, grid=grid)
     run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark HE aggregation: ciphertext expansion, client and server cost, FL-loop time.
 
-Part 1 (crypto only, real TenSEAL): for models of ~5K, ~100K and ~1M float32
-parameters (dense-layer shapes) and each preset, measures upload bytes per parameter
-(expansion over float32), client encrypt and decrypt time, and the server's check+add
-time per client.
+Part 1 (crypto only, real TenSEAL and SEAL): for models of ~5K, ~100K and ~1M float32
+parameters (dense-layer shapes) and each preset, measures the upload (one client's
+update) and download (the aggregate) bytes per client and round and their expansion
+over float32, client encrypt and decrypt time, and the server's check+add time per
+client.
 
 Part 2 (real Flower simulation): the FL-loop wall time (sum of round times) of the
 default task with 10 clients under `strategy=he` vs `strategy=fedavg`, same seed,
@@ -24,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fl_app.crypto._tenseal import ts
-from fl_app.crypto.keys import build_context, public_bytes
+from fl_app.crypto.keys import build_context, context_from, public_bytes
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import EncryptedSum, decrypt_aggregate, encrypt_update
 from fl_app.crypto.presets import PRESETS
@@ -41,7 +41,7 @@ MODELS = {
 def bench_crypto(model: str, preset_name: str, clients: int) -> dict:
     preset = PRESETS[preset_name]
     secret = build_context(preset)
-    public = ts.context_from(public_bytes(secret))
+    public = context_from(public_bytes(secret))
     rng = np.random.default_rng(0)
     updates = [
         [rng.uniform(-0.5, 0.5, shape).astype(np.float32) for shape in MODELS[model]]
@@ -72,6 +72,8 @@ def bench_crypto(model: str, preset_name: str, clients: int) -> dict:
         "ciphertexts": len(payloads[0]) - 1,
         "upload_bytes": upload,
         "expansion": upload / (4 * params),
+        "download_bytes": sum(len(blob) for blob in aggregate),
+        "download_expansion": sum(len(blob) for blob in aggregate) / (4 * params),
         "client_encrypt_s": statistics.median(encrypt_s),
         "client_decrypt_s": decrypt_s,
         "server_check_add_s_per_client": server_s,
@@ -87,6 +89,7 @@ def bench_fl_loop(clients: int, rounds: int, repeats: int) -> dict:
     wall: dict[str, list[float]] = {"fedavg": [], "he": []}
     accuracy: dict[str, list[float]] = {"fedavg": [], "he": []}
     upload: dict[str, list[float]] = {"fedavg": [], "he": []}
+    download: dict[str, list[float]] = {"fedavg": [], "he": []}
     with tempfile.TemporaryDirectory() as tmp, LocalSuperLink(Path(tmp) / "home") as link:
         for repeat in range(repeats):
             for strategy in ("fedavg", "he"):
@@ -104,6 +107,7 @@ def bench_fl_loop(clients: int, rounds: int, repeats: int) -> dict:
                 wall[strategy].append(summary["wall_seconds"])
                 accuracy[strategy].append(summary["final_accuracy"])
                 upload[strategy].append(rows[-1]["bytes_up"] / rows[-1]["fit_clients"])
+                download[strategy].append(rows[-1]["bytes_down"] / rows[-1]["fit_sampled"])
     med = {k: statistics.median(v) for k, v in loop.items()}
     return {
         "clients": clients,
@@ -113,6 +117,7 @@ def bench_fl_loop(clients: int, rounds: int, repeats: int) -> dict:
         "wall_seconds": wall,
         "final_accuracy": accuracy,
         "upload_bytes_per_client_round": upload,
+        "download_bytes_per_client_round": download,
         "he_over_fedavg_loop": med["he"] / med["fedavg"],
     }
 
@@ -133,14 +138,16 @@ def main() -> None:
 
     rows = [bench_crypto(model, preset, args.clients) for model in MODELS for preset in PRESETS]
     print(
-        "| model | preset | params | ciphertexts | upload bytes | expansion | "
-        "encrypt s | decrypt s | server s/client | max error |"
+        "| model | preset | params | ciphertexts | upload bytes | up x float32 | "
+        "download bytes | down x float32 | encrypt s | decrypt s | server s/client | "
+        "max error |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} | {r['preset']} | {r['params']:,} | {r['ciphertexts']} | "
-            f"{r['upload_bytes']:,} | {r['expansion']:.2f}x | {r['client_encrypt_s']:.3f} | "
+            f"{r['upload_bytes']:,} | {r['expansion']:.2f}x | {r['download_bytes']:,} | "
+            f"{r['download_expansion']:.2f}x | {r['client_encrypt_s']:.3f} | "
             f"{r['client_decrypt_s']:.3f} | {r['server_check_add_s_per_client']:.3f} | "
             f"{r['max_abs_error']:.1e} |"
         )
@@ -153,14 +160,18 @@ def main() -> None:
             f"FL loop, default task, {fl['clients']} clients x {fl['rounds']} rounds, "
             f"{fl['repeats']} interleaved repeats (seconds):"
         )
-        print("| strategy | FL-loop s | wall s | final accuracy | upload bytes/client/round |")
-        print("|---|---|---|---|---|")
+        print(
+            "| strategy | FL-loop s | wall s | final accuracy | upload bytes/client/round "
+            "| download bytes/client/round |"
+        )
+        print("|---|---|---|---|---|---|")
         for strategy in ("fedavg", "he"):
             print(
                 f"| {strategy} | {_fmt(fl['fl_loop_seconds'][strategy], '.1f')} "
                 f"| {_fmt(fl['wall_seconds'][strategy], '.1f')} "
                 f"| {_fmt(fl['final_accuracy'][strategy], '.4f')} | "
-                f"{statistics.median(fl['upload_bytes_per_client_round'][strategy]):,.0f} |"
+                f"{statistics.median(fl['upload_bytes_per_client_round'][strategy]):,.0f} | "
+                f"{statistics.median(fl['download_bytes_per_client_round'][strategy]):,.0f} |"
             )
         print(f"HE / fedavg FL-loop time (medians): {fl['he_over_fedavg_loop']:.3f}")
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -20,7 +20,7 @@ def test_keygen_writes_keys_and_refuses_to_overwrite(tmp_path):
     first = run("keygen", "--out", str(out))
     assert first.returncode == 0, first.stderr
     manifest = json.loads((out / "keys.json").read_text())
-    assert manifest["preset"] == "compact"
+    assert manifest["preset"] == "seeded"
     assert manifest["fingerprint"] in first.stdout
     assert stat.S_IMODE((out / "secret.ctx").stat().st_mode) == 0o600
     refused = run("keygen", "--out", str(out))

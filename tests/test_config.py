@@ -72,7 +72,7 @@ def test_he_is_the_default_and_every_he_preset_exists_in_the_crypto_layer():
     from fl_app.crypto.presets import PRESETS
 
     cfg = compose_config()
-    assert (cfg.strategy.name, cfg.he.preset) == ("he", "compact")
+    assert (cfg.strategy.name, cfg.he.preset) == ("he", "seeded")
     assert {p.stem for p in (CONF_DIR / "he").glob("*.yaml")} == set(PRESETS)
 
 
@@ -102,6 +102,8 @@ def test_resolved_config_is_plain_yaml():
         (["he.preset=tiny"], "he.preset='tiny' is invalid: allowed one of"),
         (["he.max_examples=0"], "he.max_examples=0"),
         (["strategy=secagg", "strategy.secagg_reconstruction_threshold=5"], "<= strategy.min_fit"),
+        (["federation.poll_interval=2"], r"federation.poll_interval=2.0 is invalid: allowed <= fe"),
+        (["strategy.evaluate_every=0"], "strategy.evaluate_every=0 is invalid"),
     ],
 )
 def test_invalid_values_fail_with_the_key_and_what_is_allowed(overrides, message):

@@ -13,7 +13,14 @@ from test_he_strategy import SHAPES, client_result, decrypt, make_round
 
 from fl_app.config import ConfigError, compose_config
 from fl_app.crypto.header import Header
-from fl_app.crypto.keys import MANIFEST_NAME, build_context, generate_keys
+from fl_app.crypto.keys import (
+    MANIFEST_NAME,
+    build_context,
+    context_from,
+    generate_keys,
+    public_bytes,
+    secret_bytes,
+)
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import (
     EncryptedSum,
@@ -135,8 +142,7 @@ def test_the_client_refuses_an_aggregate_with_a_ciphertext_too_many_or_too_few(k
 def test_a_forged_header_on_another_keys_ciphertexts_is_refused_after_decryption(keys):
     preset, secret, _ = keys
     stranger = build_context(preset)
-    stranger_public = stranger.copy()
-    stranger_public.make_context_public()
+    stranger_public = context_from(public_bytes(stranger))
     total = EncryptedSum(stranger_public, preset, Layout.of(ONES))
     total.add(total.check(encrypt_update(stranger, preset, ONES, 1.0)), 1.0)
     # the header claims our key: the server cannot tell, the client decrypts garbage
@@ -155,7 +161,7 @@ def test_an_honest_client_refuses_a_garbage_aggregate_before_evaluating_it(keys,
     from fl_app.ml.data import ClientData, Split
 
     preset, secret, _ = keys
-    write_private(tmp_path / SECRET_NAME, secret.serialize(save_secret_key=True))
+    write_private(tmp_path / SECRET_NAME, secret_bytes(secret))
     split = Split(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))
     client = HEKerasClient(
         lambda: pytest.fail("the model must not be built for a refused aggregate"),

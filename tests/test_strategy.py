@@ -108,3 +108,25 @@ def test_corrupt_plaintext_updates_are_dropped_with_a_reason(bad, reason, caplog
     assert strategy.history.row(1)["fit_failures"] == 1
     assert "client b rejected" in caplog.text
     assert reason in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("every", "rounds", "offset", "evaluated"),
+    [(1, 4, 0, [1, 2, 3, 4]), (2, 5, 0, [2, 4, 5]), (3, 4, 0, [3, 4]), (2, 5, 2, [4, 5])],
+)
+def test_evaluate_every_k_rounds_and_always_the_last(every, rounds, offset, evaluated):
+    from flwr.server.client_manager import SimpleClientManager
+
+    manager = SimpleClientManager()
+    for cid in "abc":
+        manager.register(FakeProxy(cid))
+    strategy, _ = make_strategy(
+        evaluate_every=every, num_rounds=rounds, round_offset=offset, min_evaluate_clients=2
+    )
+    params = ndarrays_to_parameters([np.zeros(2)])
+    asked = [
+        offset + server_round
+        for server_round in range(1, rounds - offset + 1)
+        if strategy.configure_evaluate(server_round, params, manager)
+    ]
+    assert asked == evaluated

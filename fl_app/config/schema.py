@@ -76,6 +76,9 @@ class StrategyConfig:
     min_evaluate_clients: int = ranged(2, low=1)  # fewest clients sampled for evaluation
     min_available_clients: int = ranged(2, low=1)  # nodes that must be connected before a round
     centralized_evaluation: bool = True  # evaluate on the server test set (plaintext)
+    evaluate_every: int = ranged(
+        1, low=1
+    )  # federated evaluation every k rounds; the last round always evaluates
 
 
 @dataclass
@@ -115,6 +118,12 @@ class FederationConfig:
     node_wait_timeout: float = ranged(
         120.0, low=0, low_open=True
     )  # seconds the server waits for enough nodes
+    poll_interval: float = ranged(
+        0.1, low=0, low_open=True
+    )  # seconds before the server first polls for replies again (Flower's own: 3)
+    poll_max_interval: float = ranged(
+        0.5, low=0, low_open=True
+    )  # longest wait between polls: each empty poll doubles it up to this
     connection: str = ""  # deployment: SuperLink connection name in FLWR_HOME/config.toml
     address: str = ""  # deployment: SuperLink address host:port
     root_certificates: str = ""  # deployment: CA certificate that signed the SuperLink's

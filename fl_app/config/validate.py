@@ -136,3 +136,9 @@ def _federation(cfg: DictConfig) -> None:
         strat.min_fit_clients,
         f"<= strategy.min_available_clients ({strat.min_available_clients})",
     )
+    require(
+        fed.poll_interval <= fed.poll_max_interval,
+        "federation.poll_interval",
+        fed.poll_interval,
+        f"<= federation.poll_max_interval ({fed.poll_max_interval:g})",
+    )

@@ -115,6 +115,8 @@ def build_strategy(
             rnd, parameters_to_ndarrays(parameters), encrypted
         ),
         round_offset=state.completed_rounds,
+        evaluate_every=int(strat.evaluate_every),
+        num_rounds=int(cfg.num_rounds),
         initial_parameters=ndarrays_to_parameters(state.weights),
         fraction_fit=float(strat.fraction_fit),
         fraction_evaluate=float(strat.fraction_evaluate),

@@ -62,6 +62,8 @@ class RecordingFedAvg(FedAvg):
         history: RunHistory,
         on_round_end: RoundEndHook | None = None,
         round_offset: int = 0,
+        evaluate_every: int = 1,
+        num_rounds: int = 0,
         **fedavg_kwargs,
     ) -> None:
         fedavg_kwargs.setdefault("fit_metrics_aggregation_fn", weighted_mean_metrics)
@@ -69,6 +71,8 @@ class RecordingFedAvg(FedAvg):
         super().__init__(**fedavg_kwargs)
         self.history = history
         self.round_offset = round_offset
+        self.evaluate_every = evaluate_every
+        self.num_rounds = num_rounds  # of the whole run: its last round always evaluates
         self.latest_parameters: Parameters | None = self.initial_parameters
         self._on_round_end = on_round_end
         self._round_started: dict[int, float] = {}
@@ -180,6 +184,8 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
+        if rnd % self.evaluate_every and rnd != self.num_rounds:
+            return []  # strategy.evaluate_every: not this round; Flower skips evaluation
         return self._counted(
             rnd,
             self.complete_instructions(
