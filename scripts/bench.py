@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark every privacy mode on the same task, seed and clients, in one run.
 
-Modes: fedavg (baseline), he with the compact preset, he with the nvflare preset,
+Modes: fedavg (baseline), he with each preset (seeded, the default; compact; nvflare),
 secagg (Flower's SecAgg+), and he + DP. Each is a real `flwr run` on a private
 simulation SuperLink (started here, stopped by process group at the end); modes are
 interleaved when repeated, and the median is reported.
@@ -17,6 +17,8 @@ Columns:
   them, and the round's wall time divided by its clients (everything included);
 - upload: bytes one client sends the server per round, counted on the wire (every
   message's content: updates, SecAgg+ keys and shares, metrics), and its ratio to fedavg;
+  download: bytes the server sends one client per round (the global model for fit and
+  for evaluate, configs), and its ratio to fedavg;
 - final accuracy: federated evaluation after the last round (centralised evaluation is
   switched off in every mode, so every FL loop does the same work);
 - peak memory: the largest PSS of the whole simulation process tree (SuperLink,
@@ -45,15 +47,16 @@ from bench_reference import reference_rounds
 
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.ops.procs import tree_pss
-from fl_app.run.artifacts import upload_per_client
+from fl_app.run.artifacts import download_per_client, upload_per_client
 
 # mode -> (run-config strategy, Hydra overrides)
 MODES = {
     "fedavg": ("fedavg", ""),
+    "he_seeded": ("he", "he=seeded"),
     "he_compact": ("he", "he=compact"),
     "he_nvflare": ("he", "he=nvflare"),
     "secagg": ("secagg", ""),
-    "he_dp": ("he", "he=compact dp.enabled=true"),
+    "he_dp": ("he", "he=seeded dp.enabled=true"),
 }
 
 
@@ -100,6 +103,7 @@ def run_once(
     summary = json.loads((out / "summary.json").read_text())
     fitted = [row for row in rows if row.get("fit_clients")]
     uploads = [upload_per_client(row) for row in fitted]
+    downloads = [download_per_client(row) for row in fitted]
     round_seconds = [row["round_seconds"] for row in fitted]
     later = fitted[1:] or fitted
     return {
@@ -114,6 +118,7 @@ def run_once(
             r["round_seconds"] / r["fit_sampled"] for r in later
         ),
         "upload_per_client_round": statistics.median(u for u in uploads if u),
+        "download_per_client_round": statistics.median(d for d in downloads if d),
         "final_accuracy": summary["final_accuracy"],
         "peak_memory_bytes": memory.peak,
         "model_params": summary["model_params"],
@@ -124,7 +129,13 @@ def run_once(
 
 def median_of(runs: list[dict]) -> dict:
     merged = dict(runs[-1])
-    keys = ("loop_seconds", "after_round1_seconds", "peak_memory_bytes", "upload_per_client_round")
+    keys = (
+        "loop_seconds",
+        "after_round1_seconds",
+        "peak_memory_bytes",
+        "upload_per_client_round",
+        "download_per_client_round",
+    )
     for key in keys:
         merged[key] = statistics.median(run[key] for run in runs)
     merged["loop_seconds_runs"] = [round(run["loop_seconds"], 2) for run in runs]
@@ -136,10 +147,11 @@ def mode_table(results: dict[str, dict], reference: dict) -> list[str]:
     base = results["fedavg"]
     lines = [
         "| mode | FL-loop s | vs fedavg | vs reference | round 1 s | rounds 2..R vs reference "
-        "| upload/client/round | upload vs fedavg | final accuracy | peak memory MB | epsilon |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| upload/client/round | upload vs fedavg | download/client/round | download vs fedavg "
+        "| final accuracy | peak memory MB | epsilon |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| reference (1 process) | {reference['loop_seconds']:.1f} | - | 1.00x "
-        f"| {reference['round_seconds'][0]:.1f} | 1.00x | - | - "
+        f"| {reference['round_seconds'][0]:.1f} | 1.00x | - | - | - | - "
         f"| {reference['final_accuracy']:.4f} | - | - |",
     ]
     for mode, r in results.items():
@@ -151,6 +163,8 @@ def mode_table(results: dict[str, dict], reference: dict) -> list[str]:
             f"| {r['after_round1_seconds'] / reference['after_round1_seconds']:.2f}x "
             f"| {r['upload_per_client_round']:,.0f} "
             f"| {r['upload_per_client_round'] / base['upload_per_client_round']:.2f}x "
+            f"| {r['download_per_client_round']:,.0f} "
+            f"| {r['download_per_client_round'] / base['download_per_client_round']:.2f}x "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} | {eps} |"
         )
     return lines
@@ -178,21 +192,21 @@ def client_round_table(results: dict[str, dict], reference: dict) -> list[str]:
 def scale_table(results: dict[str, dict]) -> list[str]:
     lines = [
         "| run | params | clients x rounds | FL-loop s | reference s | vs reference "
-        "| upload/client/round | final accuracy | peak memory MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| upload/client/round | download/client/round | final accuracy | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['model_params']:,} | {r['clients']} x {r['rounds']} "
             f"| {r['loop_seconds']:.1f} | {r['reference_loop_seconds']:.1f} "
             f"| {r['loop_seconds'] / r['reference_loop_seconds']:.2f}x "
-            f"| {r['upload_per_client_round']:,.0f} "
+            f"| {r['upload_per_client_round']:,.0f} | {r['download_per_client_round']:,.0f} "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
         )
     return lines
 
 
-# name -> Hydra overrides of the 1,000-client runs (HE compact, task=synthetic, 3 rounds)
+# name -> Hydra overrides of the 1,000-client runs (HE, task=synthetic, 3 rounds)
 THOUSAND = {
     "all 1,000 per round": "strategy.fraction_fit=1.0",
     "100 of 1,000 per round": "strategy.fraction_fit=0.1 strategy.fraction_evaluate=0.1",
@@ -205,7 +219,7 @@ def thousand_clients(link: LocalSuperLink, tmp: Path, seed: int) -> dict:
     results = {}
     for index, (name, extra) in enumerate(THOUSAND.items()):
         overrides = f"task=synthetic seed={seed} {extra}"
-        result = run_once(link, tmp / f"thousand_{index}", "he_compact", overrides, 1000, 3)
+        result = run_once(link, tmp / f"thousand_{index}", "he_seeded", overrides, 1000, 3)
         results[name] = result
         print(f"{name}: {result['loop_seconds']:.0f}s", flush=True)
     return results
@@ -213,7 +227,7 @@ def thousand_clients(link: LocalSuperLink, tmp: Path, seed: int) -> dict:
 
 def thousand_table(results: dict[str, dict]) -> list[str]:
     lines = [
-        "| 1,000 clients x 3 rounds, HE compact, task=synthetic | FL-loop s | round 1 s "
+        "| 1,000 clients x 3 rounds, HE seeded, task=synthetic | FL-loop s | round 1 s "
         "| final accuracy | epsilon | peak memory MB |",
         "|---|---|---|---|---|---|",
     ]
@@ -266,7 +280,7 @@ def main() -> None:
                 ("he_100_clients", common, 100, 5),
                 ("he_1M_params", f"{common} task.model=wide_mlp", args.clients, args.rounds),
             ):
-                result = run_once(link, Path(tmp) / name, "he_compact", extra, clients, rounds)
+                result = run_once(link, Path(tmp) / name, "he_seeded", extra, clients, rounds)
                 plain = reference_rounds(extra.split(), clients, rounds)
                 report["scale"][name] = result | {
                     "clients": clients,

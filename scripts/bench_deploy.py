@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""Per-round overhead of a real deployment: cold (a new ClientApp process per message,
-Flower's default) vs warm (`fl-app warm-superexec` forks each ClientApp from a process
-that has TensorFlow imported).
+"""Per-round overhead of a real deployment, for these configurations:
 
-For each mode: start a local TLS + node-auth federation (`fl_app.ops.federation.up`), run HE
-training, and per round compute overhead = round wall time - mean local training time
-- mean local evaluation time (both reported by the clients). Rounds after the first are
-summarised (round 1 also learns example counts). Prints a table and writes JSON:
+- cold: a new ClientApp process per message (Flower's default), fl_app's polling;
+- warm-3s: warm ClientApps (`fl-app warm-superexec` forks each from a process that has
+  TensorFlow imported) and the ServerApp polling for replies every 3 s, as Flower's own
+  grid does (`federation.poll_interval=3 federation.poll_max_interval=3`): "before";
+- warm: warm ClientApps and fl_app's short doubling poll (the defaults): "after";
+- warm-every2: as warm, with federated evaluation every 2nd round
+  (`strategy.evaluate_every=2`; the last round always evaluates).
 
-    python scripts/bench_deploy.py --nodes 2 --rounds 4 --out bench_deploy.json
+For each: start a local TLS + node-auth federation (`fl_app.ops.federation.up`), run HE
+training (the default preset), and per round compute overhead = round wall time - mean
+local training time - mean local evaluation time (both reported by the clients; a round
+without evaluation has none). Rounds after the first are summarised (round 1 also
+learns example counts), as the mean and the median per round. Prints a table and
+writes JSON:
+
+    python scripts/bench_deploy.py --nodes 2 --rounds 5 --out bench_deploy.json
 """
 
 from __future__ import annotations
@@ -23,16 +31,25 @@ from pathlib import Path
 from fl_app.ops import federation as deploy
 from fl_app.ops.flower import FlowerCLI
 
+# name -> (warm ClientApps, extra Hydra overrides)
+CONFIGS = {
+    "cold": (False, ""),
+    "warm-3s": (True, "federation.poll_interval=3 federation.poll_max_interval=3"),
+    "warm": (True, ""),
+    "warm-every2": (True, "strategy.evaluate_every=2"),
+}
+
 
 def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
     os.environ["FLWR_HOME"] = str(workdir / f"flwr_home_{mode}")
     fed = workdir / f"fed_{mode}"
-    info = deploy.up(fed, num_nodes=nodes, task="digits", warm=mode == "warm")
+    warm, extra = CONFIGS[mode]
+    info = deploy.up(fed, num_nodes=nodes, task="digits", warm=warm)
     out = workdir / f"run_{mode}"
     try:
         overrides = (
             f"federation=deployment federation.num_supernodes={nodes} task=digits "
-            f"he.public_context={info['public_context']}"
+            f"he.public_context={info['public_context']} {extra}"
         )
         result = FlowerCLI(dict(os.environ), deploy.CONNECTION).submit(
             f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'", timeout=1800
@@ -47,17 +64,22 @@ def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
             "round": r["round"],
             "round_seconds": r["round_seconds"],
             "train_seconds": r["train_seconds"],
-            "eval_seconds": r["eval_seconds"],
-            "overhead_seconds": r["round_seconds"] - r["train_seconds"] - r["eval_seconds"],
+            "eval_seconds": r.get("eval_seconds"),
+            "overhead_seconds": r["round_seconds"]
+            - r["train_seconds"]
+            - (r.get("eval_seconds") or 0.0),
         }
         for r in rows
     ]
     later = per_round[1:]
     return {
         "mode": mode,
+        "overrides": extra,
         "nodes": nodes,
         "rounds": per_round,
+        "evaluated_rounds": [r["round"] for r in later if r["eval_seconds"] is not None],
         "median_round_seconds": statistics.median(r["round_seconds"] for r in later),
+        "mean_overhead_seconds": statistics.mean(r["overhead_seconds"] for r in later),
         "median_overhead_seconds": statistics.median(r["overhead_seconds"] for r in later),
         "final_accuracy": json.loads((out / "summary.json").read_text())["final_accuracy"],
     }
@@ -66,18 +88,27 @@ def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--modes", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--modes", nargs="+", default=["warm-3s", "warm", "warm-every2"], choices=list(CONFIGS)
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_deploy.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [measure(mode, args.nodes, args.rounds, Path(tmp)) for mode in args.modes]
-    print(f"Deployment, {args.nodes} SuperNodes, HE (compact), digits; rounds 2..{args.rounds}:")
-    print("| mode | round s (median) | overhead s per round (median) | final accuracy |")
-    print("|---|---|---|---|")
+    print(
+        f"Deployment, {args.nodes} SuperNodes, HE (default preset), digits; "
+        f"rounds 2..{args.rounds}:"
+    )
+    print(
+        "| configuration | evaluated rounds | round s (median) | overhead s per round (mean) "
+        "| overhead s (median) | final accuracy |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['mode']} | {r['median_round_seconds']:.2f} | "
+            f"| {r['mode']} | {', '.join(map(str, r['evaluated_rounds']))} | "
+            f"{r['median_round_seconds']:.2f} | {r['mean_overhead_seconds']:.2f} | "
             f"{r['median_overhead_seconds']:.2f} | {r['final_accuracy']:.4f} |"
         )
     args.out.write_text(json.dumps(results, indent=2) + "\n")

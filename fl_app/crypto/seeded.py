@@ -40,6 +40,9 @@ class SeededContext:
         self.secret_key = secret_key
         self._evaluator = sealapi.Evaluator(self.context)
         self._encoder = sealapi.BatchEncoder(self.context)
+        if secret_key is not None:
+            self._encryptor = sealapi.Encryptor(self.context, secret_key)
+            self._decryptor = sealapi.Decryptor(self.context, secret_key)
 
     @classmethod
     def build(cls, preset: Preset) -> SeededContext:
@@ -111,8 +114,7 @@ class SeededContext:
             raise ValueError("seeded encryption needs the secret context")
         plaintext = sealapi.Plaintext()
         self._encoder.encode(np.asarray(values, dtype=np.int64).tolist(), plaintext)
-        encryptor = sealapi.Encryptor(self.context, self.secret_key)
-        return save_bytes(encryptor.encrypt_symmetric(plaintext).save)
+        return save_bytes(self._encryptor.encrypt_symmetric(plaintext).save)
 
     def load(self, blob: bytes) -> SeededCiphertext:
         """A ciphertext of these parameters, or ValueError: SEAL checks that it belongs
@@ -126,33 +128,38 @@ class SeededContext:
             raise ValueError("ciphertext is at another level than the parameters' one")
         return SeededCiphertext(self, ciphertext)
 
+    def decrypt(self, ciphertext: SeededCiphertext) -> np.ndarray:
+        """The N slot values as signed integers (needs the secret key)."""
+        if self.secret_key is None:
+            raise ValueError("decryption needs the secret context")
+        plaintext = sealapi.Plaintext()
+        self._decryptor.decrypt(ciphertext.data, plaintext)
+        return np.asarray(self._encoder.decode_int64(plaintext), dtype=np.int64)
+
     def noise_budget(self, ciphertext: SeededCiphertext) -> int:
         """Bits of noise budget left (needs the secret key): 0 means undecryptable."""
-        return sealapi.Decryptor(self.context, self.secret_key).invariant_noise_budget(
-            ciphertext.data
-        )
+        return self._decryptor.invariant_noise_budget(ciphertext.data)
+
+    def add_inplace(self, total: SeededCiphertext, other: SeededCiphertext) -> None:
+        self._evaluator.add_inplace(total.data, other.data)
 
 
 class SeededCiphertext:
-    """One loaded ciphertext with the few operations fl_app needs: add, save, decrypt."""
+    """One loaded ciphertext with the interface of TenSEAL's vectors that fl_app uses:
+    `+=`, `serialize()`, `decrypt()`."""
 
     def __init__(self, owner: SeededContext, data: Any) -> None:
         self.owner, self.data = owner, data
 
     def __iadd__(self, other: SeededCiphertext) -> SeededCiphertext:
-        self.owner._evaluator.add_inplace(self.data, other.data)
+        self.owner.add_inplace(self, other)
         return self
 
     def serialize(self) -> bytes:
         return save_bytes(self.data.save)
 
     def decrypt(self) -> np.ndarray:
-        """The N slot values as signed integers (needs the secret context)."""
-        if self.owner.secret_key is None:
-            raise ValueError("decryption needs the secret context")
-        plaintext = sealapi.Plaintext()
-        sealapi.Decryptor(self.owner.context, self.owner.secret_key).decrypt(self.data, plaintext)
-        return np.asarray(self.owner._encoder.decode_int64(plaintext), dtype=np.int64)
+        return self.owner.decrypt(self)
 
 
 def describe(parms: Any) -> str:

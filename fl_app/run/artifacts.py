@@ -104,6 +104,13 @@ def upload_per_client(row: dict[str, Any]) -> float | None:
     return None
 
 
+def download_per_client(row: dict[str, Any]) -> float | None:
+    """Bytes the server sent one sampled client in a round (fit and, when the round
+    evaluates, evaluate: each carries the global model), on the wire when counted."""
+    down = row.get("wire_bytes_down") or row.get("bytes_down")
+    return down / row["fit_sampled"] if down and row.get("fit_sampled") else None
+
+
 def run_summary(
     history: RunHistory, *, primary_metric: str = "accuracy", **run_facts: Any
 ) -> dict[str, Any]:
