@@ -25,3 +25,10 @@ def test_the_fork_executor_offers_everything_of_flowers_executor_interface():
     executor = ForkExecutor()
     missing = [name for name in wanted if not callable(getattr(executor, name, None))]
     assert missing == []
+
+
+def test_the_task_poll_setting_is_the_one_flower_reads(monkeypatch):
+    from fl_app.ops import warm_exec
+
+    monkeypatch.setenv(warm_exec.TASK_POLL_ENV, warm_exec.TASK_POLL_SECONDS)
+    assert superexec_module._get_task_poll_interval() == float(warm_exec.TASK_POLL_SECONDS)

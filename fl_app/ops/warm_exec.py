@@ -26,6 +26,11 @@ from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
 from flwr.supercore.tls import validate_and_resolve_root_certificates
 from flwr.supernode.runtime.run_clientapp import run_clientapp
 
+# Flower's SuperExec asks its SuperNode for new ClientApp tasks every second by default;
+# this environment variable is Flower's own setting for that. Forking is cheap, so ask
+# every 0.1 s unless the operator sets it.
+TASK_POLL_ENV, TASK_POLL_SECONDS = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1"
+
 # TenSEAL before TensorFlow: in this order the two libraries coexist (the reverse
 # order is what fl_app.crypto._tenseal guards against with RTLD_DEEPBIND).
 WARM_MODULES = ("tenseal", "tensorflow", "keras", "sklearn", "datasets", "hydra", "omegaconf")
@@ -101,6 +106,7 @@ def run(
 ) -> None:
     """Warm up, then serve ClientApp tasks with Flower's SuperExec loop until stopped."""
     warm_up()
+    os.environ.setdefault(TASK_POLL_ENV, TASK_POLL_SECONDS)
     executor = ForkExecutor()
     # Written against flwr 1.42: `run_superexec` looks its executor up through the
     # module-level `get_executor(executor_type)`; replacing that name hands it ours and
