@@ -91,6 +91,22 @@ def test_fedavg_run_completes_and_writes_every_artifact(fedavg_run):
     assert 1.0 < wire / (rows[2]["bytes_up"] / rows[2]["fit_clients"]) < 1.05
 
 
+def test_evaluating_with_fit_gives_every_rounds_accuracy_in_one_message_per_round(
+    superlink, fedavg_run, tmp_path
+):
+    out = tmp_path / "with_fit"
+    _, status, _ = run_to(superlink, out, "fedavg", 2, "strategy.evaluate_with_fit=true")
+    assert status == "finished:completed"
+    rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
+    plain = {row["round"]: row for row in json.loads((fedavg_run[0] / "metrics.json").read_text())}
+    for rnd in (1, 2):  # round 1's evaluation came with round 2's fit; round 2's separately
+        assert rows[rnd]["eval_clients"] == 3
+        assert rows[rnd]["eval_accuracy"] == pytest.approx(plain[rnd]["eval_accuracy"])
+        assert rows[rnd]["eval_loss"] == pytest.approx(plain[rnd]["eval_loss"], rel=1e-5)
+    # one evaluate round trip fewer: round 1 sent the model once per client, not twice
+    assert rows[1]["bytes_down"] == pytest.approx(plain[1]["bytes_down"] / 2, rel=0.01)
+
+
 def test_final_model_is_a_normal_keras_model(fedavg_run):
     import keras
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from fakes import FakeProxy, fit_result
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.client_manager import SimpleClientManager
 
+from fl_app.fl.evaluation import EvaluationPlan
+from fl_app.fl.protocol import EVALUATE_FIRST_KEY
 from fl_app.fl.results import payload_bytes, weighted_mean_metrics
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.run.history import RunHistory
@@ -115,14 +118,13 @@ def test_corrupt_plaintext_updates_are_dropped_with_a_reason(bad, reason, caplog
     [(1, 4, 0, [1, 2, 3, 4]), (2, 5, 0, [2, 4, 5]), (3, 4, 0, [3, 4]), (2, 5, 2, [4, 5])],
 )
 def test_evaluate_every_k_rounds_and_always_the_last(every, rounds, offset, evaluated):
-    from flwr.server.client_manager import SimpleClientManager
-
     manager = SimpleClientManager()
     for cid in "abc":
         manager.register(FakeProxy(cid))
     strategy, _ = make_strategy(
-        evaluate_every=every, num_rounds=rounds, round_offset=offset, min_evaluate_clients=2
-    )
+        evaluation=EvaluationPlan(every, False, rounds), round_offset=offset,
+        min_evaluate_clients=2,
+    )  # fmt: skip
     params = ndarrays_to_parameters([np.zeros(2)])
     asked = [
         offset + server_round
@@ -130,3 +132,33 @@ def test_evaluate_every_k_rounds_and_always_the_last(every, rounds, offset, eval
         if strategy.configure_evaluate(server_round, params, manager)
     ]
     assert asked == evaluated
+
+
+def test_with_fit_evaluation_rides_on_the_next_fit_and_only_the_last_round_sends_evaluate():
+    plan = EvaluationPlan(every=2, with_fit=True, num_rounds=5)
+    assert [r for r in range(1, 6) if plan.sends_evaluate(r)] == [5]
+    assert [r for r in range(1, 6) if plan.fit_evaluates_first(r)] == [3, 5]
+    manager = SimpleClientManager()
+    for cid in "ab":
+        manager.register(FakeProxy(cid))
+    strategy, _ = make_strategy(evaluation=plan, min_fit_clients=2)
+    params = ndarrays_to_parameters([np.zeros(2)])
+    configs = [ins.config for _, ins in strategy.configure_fit(3, params, manager)]
+    assert all(config[EVALUATE_FIRST_KEY] is True for config in configs)
+    assert EVALUATE_FIRST_KEY not in strategy.configure_fit(2, params, manager)[0][1].config
+
+
+def test_the_prior_evaluation_in_fit_results_is_recorded_for_the_previous_round():
+    strategy, _ = make_strategy(min_fit_clients=2)
+    prior_a = {"prior_loss": 1.0, "prior_accuracy": 0.5, "prior_examples": 10}
+    prior_b = {"prior_loss": 3.0, "prior_accuracy": 0.9, "prior_examples": 30}
+    results = [
+        fit_result("a", [np.array([1.0])], 100, train_loss=0.2, **prior_a),
+        fit_result("b", [np.array([3.0])], 100, train_loss=0.4, **prior_b),
+    ]
+    _, metrics = strategy.aggregate_fit(4, results, [])
+    assert metrics == {"train_loss": pytest.approx(0.3)}  # no prior_* among fit metrics
+    row = strategy.history.row(3)
+    assert row["eval_clients"] == 2
+    assert row["eval_loss"] == pytest.approx((10 * 1.0 + 30 * 3.0) / 40)  # by test examples
+    assert row["eval_accuracy"] == pytest.approx((10 * 0.5 + 30 * 0.9) / 40)

@@ -79,6 +79,8 @@ class StrategyConfig:
     evaluate_every: int = ranged(
         1, low=1
     )  # federated evaluation every k rounds; the last round always evaluates
+    evaluate_with_fit: bool = False  # clients evaluate the model they receive for fit first:
+    # round r's evaluation arrives with round r+1's fit, one message per round, not two
 
 
 @dataclass

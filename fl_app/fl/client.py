@@ -9,7 +9,14 @@ import keras
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
-from fl_app.fl.protocol import EXAMPLES_KEY, ROUND_KEY, SAMPLED_KEY
+from fl_app.fl.protocol import (
+    EVALUATE_FIRST_KEY,
+    EXAMPLES_KEY,
+    PRIOR_EXAMPLES,
+    PRIOR_PREFIX,
+    ROUND_KEY,
+    SAMPLED_KEY,
+)
 from fl_app.ml.data import ClientData
 from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
 from fl_app.privacy.dp import DPSettings, privatize
@@ -81,6 +88,7 @@ class KerasClient(NumPyClient):
         start = self.weights_in(parameters, config)
         crypto_seconds = time.perf_counter() - tick
         self.net.set_weights(start)
+        prior = self._prior_evaluation() if config.get(EVALUATE_FIRST_KEY) else {}
         reset_optimizer(self.net)  # a fresh optimizer each round, as a new model has
         started = time.perf_counter()
         metrics = train(
@@ -101,13 +109,22 @@ class KerasClient(NumPyClient):
         if self.dp is None:  # under DP a client reports its training time only
             # decrypting what arrived and encrypting what leaves (0 in plaintext)
             metrics["crypto_seconds"] = crypto_seconds + time.perf_counter() - tick
-        return out, self.weight, metrics
+        return out, self.weight, {**metrics, **prior}
+
+    def _prior_evaluation(self) -> dict[str, Scalar]:
+        """The received global model on the local test split, as PRIOR_PREFIX metrics."""
+        loss, examples, metrics = self._evaluate_net()
+        prior = {f"{PRIOR_PREFIX}{k}": v for k, v in {"loss": loss, **metrics}.items()}
+        return {**prior, PRIOR_EXAMPLES: examples}
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
         weights = self.weights_in(parameters, config)  # refused before any model work
         self.net.set_weights(weights)
+        return self._evaluate_net()
+
+    def _evaluate_net(self) -> tuple[float, int, dict[str, Scalar]]:
         started = time.perf_counter()
         results = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         elapsed = time.perf_counter() - started

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from fl_app.config import Mode
 from fl_app.config.task import data_spec, objective
 from fl_app.crypto.packing import Layout
+from fl_app.fl.evaluation import EvaluationPlan
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
 from fl_app.fl.protocol import NODE_DATA_KEY, ROUND_KEY
 from fl_app.fl.server_keys import ServerKeys
@@ -115,8 +116,9 @@ def build_strategy(
             rnd, parameters_to_ndarrays(parameters), encrypted
         ),
         round_offset=state.completed_rounds,
-        evaluate_every=int(strat.evaluate_every),
-        num_rounds=int(cfg.num_rounds),
+        evaluation=EvaluationPlan(
+            int(strat.evaluate_every), bool(strat.evaluate_with_fit), int(cfg.num_rounds)
+        ),
         initial_parameters=ndarrays_to_parameters(state.weights),
         fraction_fit=float(strat.fraction_fit),
         fraction_evaluate=float(strat.fraction_evaluate),

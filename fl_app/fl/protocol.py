@@ -9,6 +9,9 @@ Every mode, each round:
   fit result        parameters = the trained model, num_examples = the client's weight
                     (its example count; 1 under DP), metrics = training loss/accuracy
   evaluate          parameters = the global model; reply = loss, accuracy
+  (strategy.evaluate_with_fit: the fit instruction carries EVALUATE_FIRST_KEY and the
+  fit result the client's evaluation of the model it received, as PRIOR_PREFIX metrics;
+  only the last round sends evaluate instructions)
 
 An HE round (strategy=he), in order:
   1. example-count query   GET_PROPERTIES, once per client in its first round, all
@@ -38,6 +41,11 @@ ENCRYPTED_KEY = "he-encrypted"  # bool: the parameters are an encrypted aggregat
 REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * weights
 RUN_TAG_KEY = "he-run-tag"  # str: this run's random tag; updates are bound to "<tag>/<round>"
 SECRET_PATH_KEY = "he-secret-context"  # str, simulation only: where the run's keys were made
+EVALUATE_FIRST_KEY = "evaluate-first"  # bool: evaluate the received model before training
+
+# ---------------------------------------------------------------- fit result metrics
+PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
+PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its mean)
 
 # ---------------------------------------------------------------- client properties
 EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight

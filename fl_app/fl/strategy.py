@@ -14,7 +14,8 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from fl_app.fl.protocol import SAMPLED_KEY
+from fl_app.fl.evaluation import EvaluationPlan, split_prior_evaluation
+from fl_app.fl.protocol import EVALUATE_FIRST_KEY, SAMPLED_KEY
 from fl_app.fl.results import (
     Failure,
     Screened,
@@ -62,8 +63,7 @@ class RecordingFedAvg(FedAvg):
         history: RunHistory,
         on_round_end: RoundEndHook | None = None,
         round_offset: int = 0,
-        evaluate_every: int = 1,
-        num_rounds: int = 0,
+        evaluation: EvaluationPlan | None = None,
         **fedavg_kwargs,
     ) -> None:
         fedavg_kwargs.setdefault("fit_metrics_aggregation_fn", weighted_mean_metrics)
@@ -71,8 +71,7 @@ class RecordingFedAvg(FedAvg):
         super().__init__(**fedavg_kwargs)
         self.history = history
         self.round_offset = round_offset
-        self.evaluate_every = evaluate_every
-        self.num_rounds = num_rounds  # of the whole run: its last round always evaluates
+        self.evaluation = evaluation or EvaluationPlan()
         self.latest_parameters: Parameters | None = self.initial_parameters
         self._on_round_end = on_round_end
         self._round_started: dict[int, float] = {}
@@ -131,10 +130,13 @@ class RecordingFedAvg(FedAvg):
         )
         sampled = len(instructions)
         self.history.record(rnd, fit_sampled=sampled, fit_available=client_manager.num_available())
+        extra = {SAMPLED_KEY: sampled}
+        if self.evaluation.fit_evaluates_first(rnd):
+            extra[EVALUATE_FIRST_KEY] = True  # the model of round rnd - 1, before training
         return self._counted(
             rnd,
             [
-                (proxy, dataclasses.replace(ins, config={**ins.config, SAMPLED_KEY: sampled}))
+                (proxy, dataclasses.replace(ins, config={**ins.config, **extra}))
                 for proxy, ins in instructions
             ],
         )
@@ -146,6 +148,9 @@ class RecordingFedAvg(FedAvg):
         received = sum(payload_bytes(res.parameters) for _, res in results)
         self.history.add(rnd, "bytes_up", received)
         results, duplicates = one_per_client(results)
+        results, prior = split_prior_evaluation(results)
+        if prior:
+            self.history.record(rnd - 1, **prior)
         screened = self.screen_results(rnd, results, [*failures, *duplicates])
         self._log_failures(rnd, "fit", screened.failures)
         accepted = len(screened.accepted)
@@ -184,8 +189,8 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
-        if rnd % self.evaluate_every and rnd != self.num_rounds:
-            return []  # strategy.evaluate_every: not this round; Flower skips evaluation
+        if not self.evaluation.sends_evaluate(rnd):
+            return []  # not this round, or with the next fit; Flower skips evaluation
         return self._counted(
             rnd,
             self.complete_instructions(

@@ -1,0 +1,55 @@
+"""When federated evaluation happens: every k rounds, the last always, and optionally
+inside the next round's fit (one message per round instead of two)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from flwr.common import FitRes, Scalar
+from flwr.server.client_proxy import ClientProxy
+
+from fl_app.fl.protocol import PRIOR_EXAMPLES, PRIOR_PREFIX
+from fl_app.fl.results import weighted_mean_metrics
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """strategy.evaluate_every and strategy.evaluate_with_fit for a run of `num_rounds`."""
+
+    every: int = 1
+    with_fit: bool = False
+    num_rounds: int = 0  # the run's last round always evaluates (0: unknown)
+
+    def evaluates(self, rnd: int) -> bool:
+        """Round `rnd`'s global model is evaluated."""
+        return rnd % self.every == 0 or rnd == self.num_rounds
+
+    def sends_evaluate(self, rnd: int) -> bool:
+        """Round `rnd` sends evaluate instructions (with_fit: only the last round)."""
+        return self.evaluates(rnd) and (not self.with_fit or rnd == self.num_rounds)
+
+    def fit_evaluates_first(self, rnd: int) -> bool:
+        """Round `rnd`'s fit clients first evaluate the model of round rnd - 1."""
+        return self.with_fit and rnd > 1 and self.evaluates(rnd - 1)
+
+
+def split_prior_evaluation(
+    results: list[tuple[ClientProxy, FitRes]],
+) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Scalar]]:
+    """Fit results without the evaluation of the model their clients received
+    (strategy.evaluate_with_fit), and that evaluation as a round's `eval_*` record:
+    every metric's mean weighted by test examples, and how many clients reported."""
+    stripped, evaluations = [], []
+    for proxy, res in results:
+        own = {k: v for k, v in res.metrics.items() if not k.startswith(PRIOR_PREFIX)}
+        examples = res.metrics.get(PRIOR_EXAMPLES)
+        if isinstance(examples, int) and examples > 0:
+            prior = {k[len(PRIOR_PREFIX) :]: v for k, v in res.metrics.items() if k not in own}
+            evaluations.append((examples, prior))
+        stripped.append((proxy, replace(res, metrics=own)))
+    if not evaluations:
+        return stripped, {}
+    means = weighted_mean_metrics(evaluations)
+    means.pop("examples", None)
+    record = {f"eval_{k}" if k != "eval_seconds" else k: v for k, v in means.items()}
+    return stripped, {"eval_clients": len(evaluations), **record}
