@@ -130,7 +130,7 @@ def check_fits(net: keras.Model, data: Split, *, dry_run: bool = False) -> None:
         return
     two = data.take(slice(0, 2))
     try:
-        net.evaluate(two.x, _targets(net, two), verbose=0)
+        net.evaluate(two.x, targets_of(net, two), verbose=0)
     except ValueError as err:  # Keras names the unknown identifier
         raise ValueError(f"task.objective: {err}") from err
 
@@ -213,7 +213,7 @@ def train(
     """Train in place; return the last epoch's loss and metrics as `train_<name>`."""
     keras.utils.set_random_seed(seed)
     history = net.fit(
-        data.x, _targets(net, data), epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
+        data.x, targets_of(net, data), epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
     )
     return {f"train_{name}": float(values[-1]) for name, values in history.history.items()}
 
@@ -221,12 +221,12 @@ def train(
 def evaluate(net: keras.Model, data: Split, *, batch_size: int) -> dict[str, float]:
     """Loss and every compiled metric of `net` on `data`, by name."""
     results = net.evaluate(
-        data.x, _targets(net, data), batch_size=batch_size, verbose=0, return_dict=True
+        data.x, targets_of(net, data), batch_size=batch_size, verbose=0, return_dict=True
     )
     return {name: float(value) for name, value in results.items()}
 
 
-def _targets(net: keras.Model, data: Split) -> np.ndarray:
+def targets_of(net: keras.Model, data: Split) -> np.ndarray:
     """The labels as the compiled loss takes them: one-hot rows for a one-hot loss."""
     loss = net.loss
     name = loss if isinstance(loss, str) else getattr(loss, "name", getattr(loss, "__name__", ""))

@@ -1,0 +1,201 @@
+"""DP-SGD for a compiled Keras model on the TensorFlow backend (knows no Flower).
+
+No maintained DP-SGD fits Keras 3 on TensorFlow: tensorflow-privacy pins TensorFlow
+<= 2.15 and Keras 2, jax-privacy's Keras API needs the JAX backend. So this is the
+smallest step that is DP-SGD (Abadi et al., 2016), the accounting left to dp-accounting:
+
+- batches are Poisson samples: each record joins a step with probability q =
+  batch_size / n, independently (the sampling the accountant assumes), drawn from OS
+  entropy; an epoch is round(n / batch_size) steps;
+- per-example gradients of the compiled loss come from one vectorised Jacobian
+  (`GradientTape.jacobian` with pfor), not a loop over examples;
+- each is clipped to L2 norm <= clip_norm over all variables together, the clipped
+  ones are summed, Gaussian noise of std noise_multiplier * clip_norm (OS entropy) is
+  added to every coordinate, and the sum is divided by the expected batch size q * n;
+  the model's optimizer applies it.
+
+Layers that mix examples (BatchNormalization's batch statistics) would leak one record
+into every other's gradient and are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fl_app.ml.data import Split
+from fl_app.ml.features import num_rows, take
+from fl_app.ml.models import targets_of
+
+# Layers whose training-time output for one example depends on the others in the batch.
+BATCH_MIXING = (keras.layers.BatchNormalization,)
+
+
+@dataclass(frozen=True)
+class DPSGDSettings:
+    """Per-record clipping bound and noise, and the batch the sampling rate comes from."""
+
+    clip_norm: float
+    noise_multiplier: float
+
+    def __post_init__(self) -> None:
+        if not self.clip_norm > 0:
+            raise ValueError(f"dp.clip_norm={self.clip_norm}: allowed > 0")
+        if not self.noise_multiplier >= 0:
+            raise ValueError(f"dp.noise_multiplier={self.noise_multiplier}: allowed >= 0")
+
+
+def steps_per_epoch(num_records: int, batch_size: int) -> int:
+    """Poisson steps that draw `num_records` examples in expectation."""
+    return max(1, round(num_records / batch_size))
+
+
+def sampling_rate(num_records: int, batch_size: int) -> float:
+    return min(1.0, batch_size / num_records)
+
+
+def _layers(layer: keras.layers.Layer):
+    for sub in getattr(layer, "layers", []):
+        yield sub
+        yield from _layers(sub)
+
+
+def refuse_batch_mixing(net: keras.Model) -> None:
+    """ValueError naming a layer whose output mixes the examples of a batch."""
+    for layer in _layers(net):
+        if isinstance(layer, BATCH_MIXING):
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) computes batch statistics, "
+                "which put every example of a batch into the others' gradients: per-record "
+                "DP (dp.level=record) needs a model without it (e.g. LayerNormalization or "
+                "GroupNormalization instead)"
+            )
+
+
+def per_example_loss(net: keras.Model):
+    """The compiled loss, one value per example."""
+    loss = net.loss
+    if isinstance(loss, str):
+        return keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return type(loss).from_config({**loss.get_config(), "reduction": None})
+    if callable(loss):
+        return loss
+    raise ValueError(f"the model's loss {loss!r} cannot be evaluated per example")
+
+
+class DPSGD:
+    """Trains `net` with DP-SGD; `train` returns the number of noisy steps it took.
+
+    One per model (`dpsgd_for`): its traced step is reused, the bound and the noise are
+    variables of it, so a new setting does not retrace.
+    """
+
+    def __init__(self, net: keras.Model) -> None:
+        refuse_batch_mixing(net)
+        self.net = net
+        self._clip_norm = tf.Variable(1.0, trainable=False, dtype=tf.float32)
+        self._noise_std = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self._loss = per_example_loss(net)
+        self._noise = tf.random.Generator.from_non_deterministic_state()
+        self._clipped_sum = tf.function(self._clipped_sum_py, reduce_retracing=True)
+        self._step = tf.function(self._step_py, reduce_retracing=True)
+        self._apply = tf.function(self._apply_py, reduce_retracing=True)
+
+    def per_example_gradients(self, x: Any, y: Any) -> list[tf.Tensor]:
+        """[batch, *variable shape] for every trainable variable."""
+        with tf.GradientTape() as tape:
+            losses = self._loss(y, self.net(x, training=True))
+        return tape.jacobian(
+            losses, self.net.trainable_variables, experimental_use_pfor=True,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )  # fmt: skip
+
+    def _clipped_sum_py(self, x: Any, y: Any, mask: tf.Tensor) -> list[tf.Tensor]:
+        grads = self.per_example_gradients(x, y)
+        squares = [tf.reshape(tf.square(g), [tf.shape(g)[0], -1]) for g in grads]
+        norms = tf.sqrt(tf.add_n([tf.reduce_sum(s, axis=1) for s in squares]))
+        scale = mask * tf.minimum(1.0, self._clip_norm / tf.maximum(norms, 1e-12))
+        return [tf.tensordot(scale, g, axes=1) for g in grads]
+
+    def noisy_mean(self, summed: list[tf.Tensor], expected_batch: float) -> list[tf.Tensor]:
+        """Sum plus N(0, (noise_multiplier * clip_norm)^2) per coordinate, / batch."""
+        return [
+            (s + self._noise.normal(tf.shape(s), stddev=self._noise_std, dtype=s.dtype))
+            / expected_batch
+            for s in summed
+        ]
+
+    def configure(self, settings: DPSGDSettings) -> None:
+        self._clip_norm.assign(settings.clip_norm)
+        self._noise_std.assign(settings.noise_multiplier * settings.clip_norm)
+
+    def _apply_py(self, summed: list[tf.Tensor], expected_batch: tf.Tensor) -> None:
+        noisy = self.noisy_mean(summed, expected_batch)
+        self.net.optimizer.apply_gradients(zip(noisy, self.net.trainable_variables, strict=True))
+
+    def _step_py(self, x: Any, y: Any, mask: tf.Tensor, expected_batch: tf.Tensor) -> None:
+        self._apply_py(self._clipped_sum_py(x, y, mask), expected_batch)
+
+    def train(
+        self, x: Any, y: np.ndarray, settings: DPSGDSettings, *, epochs: int, batch_size: int
+    ) -> int:
+        """Run epochs x steps_per_epoch noisy steps over `x`, `y`; return the steps."""
+        self.configure(settings)
+        n = num_rows(x)
+        q = sampling_rate(n, batch_size)
+        # A fixed padded shape keeps one trace; a rare larger sample goes in several parts.
+        capacity = batch_size + 4 * math.ceil(math.sqrt(batch_size)) + 1
+        rng = np.random.default_rng()  # OS entropy: a known sample would weaken the bound
+        steps = epochs * steps_per_epoch(n, batch_size)
+        expected = tf.constant(q * n, tf.float32)
+        for _ in range(steps):
+            chosen = np.flatnonzero(rng.random(n) < q)
+            parts = [
+                _padded(chosen[i : i + capacity], capacity)
+                for i in range(0, len(chosen) or 1, capacity)
+            ]
+            if len(parts) == 1:
+                rows, mask = parts[0]
+                self._step(take(x, rows), y[rows], mask, expected)
+                continue
+            summed = None
+            for rows, mask in parts:
+                grads = self._clipped_sum(take(x, rows), y[rows], mask)
+                summed = (
+                    grads if summed is None else [a + b for a, b in zip(summed, grads, strict=True)]
+                )
+            self._apply(summed, expected)
+        return steps
+
+
+_TRAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def dpsgd_for(net: keras.Model) -> DPSGD:
+    """The DP-SGD trainer of `net` (built once: its step is traced once)."""
+    if net not in _TRAINERS:
+        _TRAINERS[net] = DPSGD(net)
+    return _TRAINERS[net]
+
+
+def train_private(
+    net: keras.Model, data: Split, settings: DPSGDSettings, *, epochs: int, batch_size: int
+) -> int:
+    """Train `net` in place on `data` with DP-SGD; the number of noisy steps taken."""
+    return dpsgd_for(net).train(
+        data.x, targets_of(net, data), settings, epochs=epochs, batch_size=batch_size
+    )
+
+
+def _padded(rows: np.ndarray, capacity: int) -> tuple[np.ndarray, tf.Tensor]:
+    """`rows` padded to `capacity` (with row 0), and the mask of the real ones."""
+    mask = np.zeros(capacity, np.float32)
+    mask[: len(rows)] = 1.0
+    return np.concatenate([rows, np.zeros(capacity - len(rows), np.int64)]), tf.constant(mask)
