@@ -144,14 +144,19 @@ class FaultConfig:
 
 @dataclass
 class DPConfig:
-    enabled: bool = False  # clip and noise every update on the client, before encryption
+    enabled: bool = False  # differential privacy on the client, before encryption
+    level: str = "client"  # client: DP-FedAvg, one holder's whole data | record: DP-SGD
     clip_norm: float = ranged(
         1.0, low=0, low_open=True
-    )  # L2 bound on a client's update (all layers together)
-    noise_multiplier: float = ranged(1.0, low=0)  # noise std of the round's sum / clip_norm
+    )  # L2 bound on a client's update (client) or on one record's gradient (record)
+    noise_multiplier: float = ranged(1.0, low=0)  # noise std / clip_norm (round sum or step)
     delta: float = ranged(
         1e-5, low=0, high=1, low_open=True, high_open=True
-    )  # the delta at which summary.json reports epsilon
+    )  # the delta at which epsilon is reported
+    target_epsilon: float = ranged(
+        0.0, low=0
+    )  # record: pick each holder's noise for this epsilon over num_rounds (0: off)
+    max_epsilon: float = ranged(0.0, low=0)  # record: a holder refuses to train past it (0: off)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from fl_app.ml.sources import BUNDLED, PREPROCESSING
 MODELS = ("cnn", "mlp", "wide_mlp", "seed_mlp")
 OBJECTIVES = ("classification", "regression")
 PARTITIONS = ("iid", "dirichlet")
+DP_LEVELS = ("client", "record")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -25,7 +26,7 @@ def validate(cfg: DictConfig) -> None:
     """Fail before any training on a key the schema lacks, a number outside its declared
     range (both from the schema, for every field), and values that cannot work together."""
     check_schema(cfg, SweepConfig if "quiet" in cfg else AppConfig)
-    for check in (_task, _train, _partition, *mode_of(cfg).checks, _he, _fault):
+    for check in (_task, _train, _partition, *mode_of(cfg).checks, _he, _fault, _dp):
         check(cfg)
     _federation(cfg)
     require(
@@ -109,6 +110,18 @@ def _partition(cfg: DictConfig) -> None:
 def _he(cfg: DictConfig) -> None:
     presets = tuple(sorted(PRESETS))
     require(cfg.he.preset in presets, "he.preset", cfg.he.preset, f"one of {presets}")
+
+
+def _dp(cfg: DictConfig) -> None:
+    dp = cfg.dp
+    require(dp.level in DP_LEVELS, "dp.level", dp.level, f"one of {DP_LEVELS}")
+    for key in ("target_epsilon", "max_epsilon"):
+        require(
+            dp[key] == 0 or dp.level == "record",
+            f"dp.{key}",
+            dp[key],
+            "0 unless dp.level=record (it is a per-holder budget of DP-SGD)",
+        )
 
 
 def _fault(cfg: DictConfig) -> None:

@@ -17,6 +17,7 @@ from fl_app.fl.protocol import (
     ROUND_KEY,
     SAMPLED_KEY,
 )
+from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
 from fl_app.privacy.dp import DPSettings, privatize
@@ -31,7 +32,9 @@ class KerasClient(NumPyClient):
     With `dp`, the update is clipped and noised before it reaches `weights_out`, every
     client's aggregation weight is 1 (DP-FedAvg's unweighted mean: an example-count
     weight would let a large client exceed the clip bound), and the training loss and
-    accuracy, which are not privatised, are not reported.
+    accuracy, which are not privatised, are not reported. With `record_dp`, training is
+    DP-SGD (fl_app.fl.record_dp): the weight stays the example count, and the client
+    reports the ε its records have spent instead of its training loss.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class KerasClient(NumPyClient):
         batch_size: int,
         seed: int,
         dp: DPSettings | None = None,
+        record_dp: RecordDP | None = None,
     ) -> None:
         self._model_factory = model_factory
         self._net: keras.Model | None = None
@@ -51,6 +55,7 @@ class KerasClient(NumPyClient):
         self.batch_size = batch_size
         self.seed = seed
         self.dp = dp
+        self.record_dp = record_dp
 
     @property
     def weight(self) -> int:
@@ -91,13 +96,18 @@ class KerasClient(NumPyClient):
         prior = self._prior_evaluation() if config.get(EVALUATE_FIRST_KEY) else {}
         reset_optimizer(self.net)  # a fresh optimizer each round, as a new model has
         started = time.perf_counter()
-        metrics = train(
-            self.net,
-            self.data.train,
-            epochs=self.local_epochs,
-            batch_size=self.batch_size,
-            seed=self.seed + int(config.get(ROUND_KEY, 0)),
-        )
+        if self.record_dp is not None:
+            metrics = self.record_dp.train(
+                self.net, self.data.train, epochs=self.local_epochs, batch_size=self.batch_size
+            )
+        else:
+            metrics = train(
+                self.net,
+                self.data.train,
+                epochs=self.local_epochs,
+                batch_size=self.batch_size,
+                seed=self.seed + int(config.get(ROUND_KEY, 0)),
+            )
         metrics["train_seconds"] = time.perf_counter() - started
         weights = weights_of(self.net)
         if self.dp is not None:

@@ -35,6 +35,7 @@ from fl_app.fl.factory import new_model, node_data
 from fl_app.fl.faults import FaultPlan, FaultyClient
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.protocol import NODE_SECRET_KEY
+from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.privacy.dp import DPSettings
 
@@ -78,6 +79,20 @@ def clear() -> None:
         cached.cache_clear()
 
 
+def record_dp_of(cfg: DictConfig, context: Context) -> RecordDP:
+    """dp.* for DP-SGD, its ledger in this node's Context.state."""
+    dp = cfg.dp
+    return RecordDP(
+        clip_norm=float(dp.clip_norm),
+        noise_multiplier=float(dp.noise_multiplier),
+        delta=float(dp.delta),
+        target_epsilon=float(dp.target_epsilon),
+        max_epsilon=float(dp.max_epsilon),
+        planned_rounds=int(cfg.num_rounds),
+        state=context.state,
+    )
+
+
 def client_fn(context: Context, search_path: Path | None = None) -> Client:
     """Build the client for the node Flower is running this ClientApp on.
 
@@ -93,9 +108,11 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
         "batch_size": int(cfg.train.batch_size),
         "seed": node_seed,
         "dp": DPSettings(float(cfg.dp.clip_norm), float(cfg.dp.noise_multiplier))
-        if cfg.dp.enabled
+        if cfg.dp.enabled and cfg.dp.level == "client"
         else None,
     }
+    if cfg.dp.enabled and cfg.dp.level == "record":
+        settings["record_dp"] = record_dp_of(cfg, context)
     if mode.encrypted:
         settings["preset"] = get_preset(cfg.he.preset)
         settings["secret_context"] = cfg.he.secret_context or str(

@@ -26,6 +26,7 @@ from fl_app.fl.protocol import (
     RUN_TAG_KEY,
     SECRET_PATH_KEY,
 )
+from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.privacy.dp import DPSettings
 
@@ -48,6 +49,7 @@ class HEKerasClient(KerasClient):
         batch_size: int,
         seed: int,
         dp: DPSettings | None = None,
+        record_dp: RecordDP | None = None,
     ) -> None:
         super().__init__(
             model_factory,
@@ -56,6 +58,7 @@ class HEKerasClient(KerasClient):
             batch_size=batch_size,
             seed=seed,
             dp=dp,
+            record_dp=record_dp,
         )
         self.preset = preset
         self._secret_path = secret_context

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
@@ -36,6 +37,30 @@ def weighted_mean_metrics(
         key: sum(num * float(m[key]) for num, m in metrics if key in m)
         / sum(num for num, m in metrics if key in m)
         for key in sorted(keys)
+    }
+
+
+HOLDER_KEYS = ("dp_epsilon", "dp_steps", "dp_noise_multiplier")  # dp.level=record reports
+
+
+def holder_privacy(
+    results: list[tuple[ClientProxy, FitRes]],
+) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Any]]:
+    """Fit results without what record-level DP cost their holders, and that cost for
+    the run's history: the round's largest ε and every holder's, by client id."""
+    spent, noise, stripped = {}, {}, []
+    for proxy, res in results:
+        if isinstance(res.metrics.get("dp_epsilon"), int | float):
+            spent[proxy.cid] = float(res.metrics["dp_epsilon"])
+            noise[proxy.cid] = float(res.metrics.get("dp_noise_multiplier", 0.0))
+        own = {k: v for k, v in res.metrics.items() if k not in HOLDER_KEYS}
+        stripped.append((proxy, replace(res, metrics=own)))
+    if not spent:
+        return stripped, {}
+    return stripped, {
+        "dp_epsilon_max": max(spent.values()),
+        "dp_holder_epsilon": spent,
+        "dp_holder_noise": noise,
     }
 
 

@@ -20,6 +20,7 @@ from fl_app.fl.results import (
     Failure,
     Screened,
     describe_failure,
+    holder_privacy,
     one_per_client,
     payload_bytes,
     plaintext_problem,
@@ -151,6 +152,8 @@ class RecordingFedAvg(FedAvg):
         results, prior = split_prior_evaluation(results)
         if prior:
             self.history.record(rnd - 1, **prior)
+        results, spent = holder_privacy(results)
+        self.history.record(rnd, **spent)
         screened = self.screen_results(rnd, results, [*failures, *duplicates])
         self._log_failures(rnd, "fit", screened.failures)
         accepted = len(screened.accepted)

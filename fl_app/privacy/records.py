@@ -10,6 +10,7 @@ The unit is one record of that holder.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ def spent_epsilon(sampling_rate: float, noise_multiplier: float, steps: int, del
     return float(accountant.get_epsilon(delta))
 
 
+@functools.lru_cache(maxsize=64)
 def calibrated_noise(
     sampling_rate: float, steps: int, target_epsilon: float, delta: float
 ) -> float:

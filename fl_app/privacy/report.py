@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fl_app.privacy import records
 from fl_app.privacy.dp import ACCOUNTANT, RoundRelease, epsilon
 
 
@@ -22,6 +23,8 @@ def privacy_report(
 
     `rounds` are the run's per-round records (metrics.json rows).
     """
+    if dp.get("level", "client") == "record":
+        return record_report(rounds, dp)
     noise = float(dp.noise_multiplier)
     releases = []
     for row in rounds:
@@ -50,4 +53,33 @@ def privacy_report(
         "unit": "one client (its whole data set), so also any one record",
         # Under plaintext FedAvg the server sees each update with 1/sqrt(m) of the noise.
         "server_sees_individual_updates": server_sees_individual_updates,
+    }
+
+
+def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[str, Any]:
+    """Record-level DP: the ε each holder's records have spent, as the holders reported
+    it with their updates (each holder accounts for its own steps), and the largest."""
+    per_holder: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    per_round = []
+    for row in rounds:
+        spent = row.get("dp_holder_epsilon") or {}
+        per_holder.update(spent)  # a holder's latest is its total: ε only grows
+        noise.update(row.get("dp_holder_noise") or {})
+        if spent:
+            per_round.append({"round": row["round"], "epsilon_max": max(spent.values())})
+    largest = max(per_holder.values(), default=None)
+    return {
+        "level": "record",
+        "epsilon": largest,  # the largest any holder spent
+        "delta": float(dp.delta),
+        "clip_norm": float(dp.clip_norm),
+        "noise_multiplier": float(dp.noise_multiplier) if dp.target_epsilon <= 0 else None,
+        "target_epsilon": float(dp.target_epsilon) or None,
+        "max_epsilon": float(dp.max_epsilon) or None,
+        "per_holder_epsilon": per_holder,
+        "per_holder_noise_multiplier": noise,
+        "per_round": per_round,
+        "accountant": records.ACCOUNTANT,
+        "unit": "one record of one holder (DP-SGD in each holder's training)",
     }

@@ -56,7 +56,8 @@ def write_metrics(history: RunHistory, out_dir: Path) -> None:
     rows = history.rows()
     (out_dir / "metrics.json").write_text(json.dumps(rows, indent=2))
     # the task's own metrics (auc, mae, ...) after the standard columns
-    extra = sorted({key for row in rows for key in row} - set(COLUMNS))
+    scalars = {key for row in rows for key, value in row.items() if not isinstance(value, dict)}
+    extra = sorted(scalars - set(COLUMNS))  # (per-holder values stay in metrics.json)
     with (out_dir / "metrics.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra], extrasaction="ignore")
         writer.writeheader()
