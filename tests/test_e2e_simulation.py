@@ -107,6 +107,20 @@ def test_evaluating_with_fit_gives_every_rounds_accuracy_in_one_message_per_roun
     assert rows[1]["bytes_down"] == pytest.approx(plain[1]["bytes_down"] / 2, rel=0.01)
 
 
+def test_record_level_dp_under_he_reports_every_holders_epsilon(superlink, tmp_path):
+    out = tmp_path / "record_dp"
+    extra = "dp.enabled=true dp.level=record dp.target_epsilon=8"
+    _, status, output = run_to(superlink, out, "he", 2, extra)
+    assert status == "finished:completed", output[-3000:]
+    dp = summary(out)["dp"]
+    assert dp["level"] == "record" and dp["unit"].startswith("one record of one holder")
+    assert len(dp["per_holder_epsilon"]) == 3  # the three holders, by node
+    assert all(0 < eps <= 8.0 for eps in dp["per_holder_epsilon"].values())
+    assert dp["epsilon"] == pytest.approx(8.0, rel=0.01)  # calibrated for the 2 rounds
+    assert [r["round"] for r in dp["per_round"]] == [1, 2]
+    assert summary(out)["encrypted"] is True
+
+
 def test_final_model_is_a_normal_keras_model(fedavg_run):
     import keras
 

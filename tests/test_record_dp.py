@@ -148,3 +148,87 @@ def test_a_holder_refuses_to_train_past_its_budget():
     with pytest.raises(BudgetExceeded, match=r"past dp.max_epsilon=.*refusing to train"):
         ledger.after(8, max_epsilon=budget)
     assert ledger.after(8, max_epsilon=0).steps == 16  # 0: no budget set
+
+
+# ---------------------------------------------------------------- a holder across rounds
+
+
+@pytest.fixture(scope="module")
+def holder_data():
+    from fl_app.config import compose_config
+    from fl_app.config.task import data_spec
+    from fl_app.fl.factory import new_model
+    from fl_app.ml.data import PartitionSpec, load_client_data
+
+    cfg = compose_config(["task=breast_cancer"])
+    data = load_client_data(
+        data_spec(cfg), PartitionSpec("iid", 3), 0,
+        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
+    )  # fmt: skip
+    return cfg, data, new_model(cfg)
+
+
+def holder(cfg, data, net, state, **dp):
+    from fl_app.fl.client import KerasClient
+    from fl_app.fl.record_dp import RecordDP
+
+    settings = dict(clip_norm=1.0, noise_multiplier=1.0, delta=1e-5, target_epsilon=0.0,
+                    max_epsilon=0.0, planned_rounds=3)  # fmt: skip
+    record_dp = RecordDP(**{**settings, **dp}, state=state)
+    return KerasClient(
+        lambda: net, data, local_epochs=1, batch_size=16, seed=0, record_dp=record_dp
+    )
+
+
+def test_a_holders_ledger_grows_across_rounds_in_its_node_state(holder_data):
+    from flwr.app import RecordDict
+
+    cfg, data, net = holder_data
+    state = RecordDict()  # Flower keeps one per node across a run's rounds
+    weights = [w.copy() for w in net.get_weights()]
+    spent = []
+    for _ in range(3):
+        _, n, metrics = holder(cfg, data, net, state).fit(weights, {})
+        spent.append(metrics["dp_epsilon"])
+        assert n == len(data.train) and "train_loss" not in metrics
+    assert 0 < spent[0] < spent[1] < spent[2]
+    steps = state["fl_app.dp-sgd"]["steps"]
+    q = 16 / len(data.train)
+    assert spent[2] == pytest.approx(spent_epsilon(q, 1.0, steps, 1e-5))
+
+
+def test_target_epsilon_is_reached_over_the_planned_rounds_and_the_budget_refuses_more(holder_data):
+    from flwr.app import RecordDict
+
+    cfg, data, net = holder_data
+    state, weights = RecordDict(), [w.copy() for w in net.get_weights()]
+    client = holder(cfg, data, net, state, target_epsilon=3.0, max_epsilon=3.0, planned_rounds=2)
+    spent = [client.fit(weights, {})[2]["dp_epsilon"] for _ in range(2)]
+    assert spent[0] < spent[1] <= 3.0
+    assert spent[1] == pytest.approx(3.0, rel=0.01)
+    with pytest.raises(BudgetExceeded, match=r"dp\.max_epsilon=3"):
+        client.fit(weights, {})
+
+
+def test_the_server_keeps_every_holders_epsilon_and_the_summary_reports_the_largest():
+    from fakes import fit_result
+    from omegaconf import OmegaConf
+
+    from fl_app.fl.results import holder_privacy
+    from fl_app.privacy.report import record_report
+
+    results = [
+        fit_result("a", [np.zeros(1)], 10, dp_epsilon=1.5, dp_steps=8, dp_noise_multiplier=1.1),
+        fit_result("b", [np.zeros(1)], 10, dp_epsilon=2.5, dp_steps=8, dp_noise_multiplier=0.9),
+    ]
+    stripped, spent = holder_privacy(results)
+    assert all(not any(k.startswith("dp_") for k in res.metrics) for _, res in stripped)
+    assert spent["dp_epsilon_max"] == 2.5
+    rows = [{"round": 1, **spent}, {"round": 2, "dp_holder_epsilon": {"a": 3.0}}]
+    dp = OmegaConf.create(
+        {"level": "record", "delta": 1e-5, "clip_norm": 1.0, "noise_multiplier": 1.0,
+         "target_epsilon": 0.0, "max_epsilon": 0.0}
+    )  # fmt: skip
+    report = record_report(rows, dp)
+    assert report["per_holder_epsilon"] == {"a": 3.0, "b": 2.5}
+    assert report["epsilon"] == 3.0 and report["per_holder_noise_multiplier"]["b"] == 0.9

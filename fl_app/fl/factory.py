@@ -22,6 +22,7 @@ from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
+from fl_app.ml.dpsgd import refuse_batch_mixing
 from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
 from fl_app.run.state import RunState
@@ -78,7 +79,10 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
 # ---------------------------------------------------------------- the ServerApp side
 def check_task(cfg: DictConfig, net: keras.Model) -> None:
     """In simulation, where the server can see the task's data: fail before round 1 when
-    model and data do not fit, or Keras does not know the objective's names."""
+    model and data do not fit, or Keras does not know the objective's names. Everywhere:
+    a model that DP-SGD cannot train per record (dp.level=record) is refused."""
+    if cfg.dp.enabled and cfg.dp.level == "record":
+        refuse_batch_mixing(net)
     if cfg.federation.name != "simulation":
         return  # each SuperNode checks its own data when it builds the model
     test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))

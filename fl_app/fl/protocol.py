@@ -12,6 +12,8 @@ Every mode, each round:
   (strategy.evaluate_with_fit: the fit instruction carries EVALUATE_FIRST_KEY and the
   fit result the client's evaluation of the model it received, as PRIOR_PREFIX metrics;
   only the last round sends evaluate instructions)
+  (dp.level=record: fit results carry DP_EPSILON, DP_STEPS, DP_NOISE; the server keeps
+  them per holder and strips them from the aggregated fit metrics)
 
 An HE round (strategy=he), in order:
   1. example-count query   GET_PROPERTIES, once per client in its first round, all
@@ -46,6 +48,10 @@ EVALUATE_FIRST_KEY = "evaluate-first"  # bool: evaluate the received model befor
 # ---------------------------------------------------------------- fit result metrics
 PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
 PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its mean)
+# dp.level=record: what the holder's records have spent, by its own ledger
+DP_EPSILON = "dp_epsilon"  # float: ε at dp.delta over all its DP-SGD steps so far
+DP_STEPS = "dp_steps"  # int: those steps
+DP_NOISE = "dp_noise_multiplier"  # float: its noise multiplier (calibrated or dp.*)
 
 # ---------------------------------------------------------------- client properties
 EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight

@@ -15,6 +15,7 @@ import keras
 from flwr.app import ConfigRecord, RecordDict
 from flwr.common import Scalar
 
+from fl_app.fl.protocol import DP_EPSILON, DP_NOISE, DP_STEPS
 from fl_app.ml.data import Split
 from fl_app.ml.dpsgd import DPSGDSettings, sampling_rate, steps_per_epoch, train_private
 from fl_app.ml.features import num_rows
@@ -55,7 +56,7 @@ class RecordDP:
         self.state[LEDGER_KEY] = ConfigRecord(
             {"sampling_rate": q, "noise_multiplier": sigma, "steps": later.steps}
         )
-        return {"dp_epsilon": later.epsilon, "dp_steps": later.steps, "dp_noise_multiplier": sigma}
+        return {DP_EPSILON: later.epsilon, DP_STEPS: later.steps, DP_NOISE: sigma}
 
     def _ledger(self, q: float, sigma: float) -> HolderLedger:
         saved: Any = self.state.get(LEDGER_KEY)

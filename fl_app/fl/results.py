@@ -9,6 +9,8 @@ import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.server.client_proxy import ClientProxy
 
+from fl_app.fl.protocol import DP_EPSILON, DP_NOISE, DP_STEPS
+
 Failure = tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
 
 
@@ -40,7 +42,7 @@ def weighted_mean_metrics(
     }
 
 
-HOLDER_KEYS = ("dp_epsilon", "dp_steps", "dp_noise_multiplier")  # dp.level=record reports
+HOLDER_KEYS = (DP_EPSILON, DP_STEPS, DP_NOISE)  # what dp.level=record holders report
 
 
 def holder_privacy(
@@ -50,9 +52,9 @@ def holder_privacy(
     the run's history: the round's largest ε and every holder's, by client id."""
     spent, noise, stripped = {}, {}, []
     for proxy, res in results:
-        if isinstance(res.metrics.get("dp_epsilon"), int | float):
-            spent[proxy.cid] = float(res.metrics["dp_epsilon"])
-            noise[proxy.cid] = float(res.metrics.get("dp_noise_multiplier", 0.0))
+        if isinstance(res.metrics.get(DP_EPSILON), int | float):
+            spent[proxy.cid] = float(res.metrics[DP_EPSILON])
+            noise[proxy.cid] = float(res.metrics.get(DP_NOISE, 0.0))
         own = {k: v for k, v in res.metrics.items() if k not in HOLDER_KEYS}
         stripped.append((proxy, replace(res, metrics=own)))
     if not spent:
