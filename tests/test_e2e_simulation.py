@@ -107,10 +107,11 @@ def test_evaluating_with_fit_gives_every_rounds_accuracy_in_one_message_per_roun
     assert rows[1]["bytes_down"] == pytest.approx(plain[1]["bytes_down"] / 2, rel=0.01)
 
 
-def test_record_level_dp_under_he_reports_every_holders_epsilon(superlink, tmp_path):
+@pytest.mark.parametrize("strategy", ["he", "secagg"])
+def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, strategy):
     out = tmp_path / "record_dp"
     extra = "dp.enabled=true dp.level=record dp.target_epsilon=8"
-    _, status, output = run_to(superlink, out, "he", 2, extra)
+    _, status, output = run_to(superlink, out, strategy, 2, extra)
     assert status == "finished:completed", output[-3000:]
     dp = summary(out)["dp"]
     assert dp["level"] == "record" and dp["unit"].startswith("one record of one holder")
@@ -118,7 +119,7 @@ def test_record_level_dp_under_he_reports_every_holders_epsilon(superlink, tmp_p
     assert all(0 < eps <= 8.0 for eps in dp["per_holder_epsilon"].values())
     assert dp["epsilon"] == pytest.approx(8.0, rel=0.01)  # calibrated for the 2 rounds
     assert [r["round"] for r in dp["per_round"]] == [1, 2]
-    assert summary(out)["encrypted"] is True
+    assert summary(out)["encrypted"] is (strategy == "he")
 
 
 def test_final_model_is_a_normal_keras_model(fedavg_run):

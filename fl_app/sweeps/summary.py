@@ -48,7 +48,10 @@ def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
     strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
     encrypted = strategy in MODES and MODES[strategy].encrypted
     mode = f"he_{choices.get('he', 'seeded')}" if encrypted else str(strategy)
-    return f"{mode}+dp" if config.get("dp", {}).get("enabled") else mode
+    dp = config.get("dp", {})
+    if not dp.get("enabled"):
+        return mode
+    return f"{mode}+dp" if dp.get("level", "client") == "client" else f"{mode}+record_dp"
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
