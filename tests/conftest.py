@@ -14,3 +14,18 @@ def keys():
     preset = get_preset("seeded")
     secret = build_context(preset)
     return preset, secret, context_from(public_bytes(secret))
+
+
+@pytest.fixture(scope="module")
+def holder_data():
+    """breast_cancer's config and the first of 3 IID holders' data (real partitions)."""
+    from fl_app.config import compose_config
+    from fl_app.config.task import data_spec
+    from fl_app.ml.data import PartitionSpec, load_client_data
+
+    cfg = compose_config(["task=breast_cancer"])
+    data = load_client_data(
+        data_spec(cfg), PartitionSpec("iid", 3), 0,
+        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
+    )  # fmt: skip
+    return cfg, data

@@ -6,22 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fl_app.config import compose_config
-from fl_app.config.task import data_spec
 from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY, PRIOR_EXAMPLES, ROUND_KEY
-from fl_app.ml.data import PartitionSpec, load_client_data
 from fl_app.ml.models import weights_of
 
 
 @pytest.fixture(scope="module")
-def client_and_weights():
-    cfg = compose_config(["task=breast_cancer"])
-    data = load_client_data(
-        data_spec(cfg), PartitionSpec("iid", 3), 0,
-        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
-    )  # fmt: skip
+def client_and_weights(holder_data):
+    cfg, data = holder_data
     client = KerasClient(lambda: new_model(cfg), data, local_epochs=1, batch_size=16, seed=1)
     return client, weights_of(new_model(cfg))
 

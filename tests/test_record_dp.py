@@ -154,17 +154,10 @@ def test_a_holder_refuses_to_train_past_its_budget():
 
 
 @pytest.fixture(scope="module")
-def holder_data():
-    from fl_app.config import compose_config
-    from fl_app.config.task import data_spec
+def holder_net(holder_data):
     from fl_app.fl.factory import new_model
-    from fl_app.ml.data import PartitionSpec, load_client_data
 
-    cfg = compose_config(["task=breast_cancer"])
-    data = load_client_data(
-        data_spec(cfg), PartitionSpec("iid", 3), 0,
-        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
-    )  # fmt: skip
+    cfg, data = holder_data
     return cfg, data, new_model(cfg)
 
 
@@ -180,10 +173,10 @@ def holder(cfg, data, net, state, **dp):
     )
 
 
-def test_a_holders_ledger_grows_across_rounds_in_its_node_state(holder_data):
+def test_a_holders_ledger_grows_across_rounds_in_its_node_state(holder_net):
     from flwr.app import RecordDict
 
-    cfg, data, net = holder_data
+    cfg, data, net = holder_net
     state = RecordDict()  # Flower keeps one per node across a run's rounds
     weights = [w.copy() for w in net.get_weights()]
     spent = []
@@ -197,10 +190,12 @@ def test_a_holders_ledger_grows_across_rounds_in_its_node_state(holder_data):
     assert spent[2] == pytest.approx(spent_epsilon(q, 1.0, steps, 1e-5))
 
 
-def test_target_epsilon_is_reached_over_the_planned_rounds_and_the_budget_refuses_more(holder_data):
+def test_target_epsilon_is_reached_over_the_planned_rounds_and_the_budget_refuses_more(
+    holder_net,
+):
     from flwr.app import RecordDict
 
-    cfg, data, net = holder_data
+    cfg, data, net = holder_net
     state, weights = RecordDict(), [w.copy() for w in net.get_weights()]
     client = holder(cfg, data, net, state, target_epsilon=3.0, max_epsilon=3.0, planned_rounds=2)
     spent = [client.fit(weights, {})[2]["dp_epsilon"] for _ in range(2)]
