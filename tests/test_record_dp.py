@@ -227,3 +227,21 @@ def test_the_server_keeps_every_holders_epsilon_and_the_summary_reports_the_larg
     report = record_report(rows, dp)
     assert report["per_holder_epsilon"] == {"a": 3.0, "b": 2.5}
     assert report["epsilon"] == 3.0 and report["per_holder_noise_multiplier"]["b"] == 0.9
+
+
+def test_a_sample_larger_than_the_padded_batch_is_summed_in_parts(trainer, monkeypatch):
+    from fl_app.ml import dpsgd
+
+    trainer.configure(DPSGDSettings(0.5, 0.0))
+    x, y = batch(size=8, scale=5.0)
+    whole = clipped(trainer, x, y, np.ones(8))
+    halves = [clipped(trainer, x[i : i + 4], y[i : i + 4], np.ones(4)) for i in (0, 4)]
+    for w, a, b in zip(whole, *halves, strict=True):
+        np.testing.assert_allclose(w, a + b, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(dpsgd, "capacity_for", lambda batch_size: 3)  # force several parts
+    before = [v.numpy().copy() for v in trainer.net.trainable_variables]
+    assert trainer.train(*batch(size=40), DPSGDSettings(1.0, 0.5), epochs=1, batch_size=16) == 2
+    assert any(
+        not np.allclose(a, v.numpy())
+        for a, v in zip(before, trainer.net.trainable_variables, strict=True)
+    )

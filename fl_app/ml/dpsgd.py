@@ -150,8 +150,7 @@ class DPSGD:
         self.configure(settings)
         n = num_rows(x)
         q = sampling_rate(n, batch_size)
-        # A fixed padded shape keeps one trace; a rare larger sample goes in several parts.
-        capacity = batch_size + 4 * math.ceil(math.sqrt(batch_size)) + 1
+        capacity = capacity_for(batch_size)
         rng = np.random.default_rng()  # OS entropy: a known sample would weaken the bound
         steps = epochs * steps_per_epoch(n, batch_size)
         expected = tf.constant(q * n, tf.float32)
@@ -173,6 +172,12 @@ class DPSGD:
                 )
             self._apply(summed, expected)
         return steps
+
+
+def capacity_for(batch_size: int) -> int:
+    """Rows of the padded batch: a fixed shape keeps one trace, and a Poisson sample
+    larger than this (4 standard deviations above the mean) goes in several parts."""
+    return batch_size + 4 * math.ceil(math.sqrt(batch_size)) + 1
 
 
 _TRAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
