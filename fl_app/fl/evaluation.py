@@ -3,13 +3,13 @@ inside the next round's fit (one message per round instead of two)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from flwr.common import FitRes, Scalar
 from flwr.server.client_proxy import ClientProxy
 
 from fl_app.fl.protocol import PRIOR_EXAMPLES, PRIOR_PREFIX
-from fl_app.fl.results import weighted_mean_metrics
+from fl_app.fl.results import split_metrics, weighted_mean_metrics
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,12 @@ def split_prior_evaluation(
     """Fit results without the evaluation of the model their clients received
     (strategy.evaluate_with_fit), and that evaluation as a round's `eval_*` record:
     every metric's mean weighted by test examples, and how many clients reported."""
-    stripped, evaluations = [], []
-    for proxy, res in results:
-        own = {k: v for k, v in res.metrics.items() if not k.startswith(PRIOR_PREFIX)}
-        examples = res.metrics.get(PRIOR_EXAMPLES)
-        if isinstance(examples, int) and examples > 0:
-            prior = {k[len(PRIOR_PREFIX) :]: v for k, v in res.metrics.items() if k not in own}
-            evaluations.append((examples, prior))
-        stripped.append((proxy, replace(res, metrics=own)))
+    stripped, split = split_metrics(results, lambda key: key.startswith(PRIOR_PREFIX))
+    evaluations = [
+        (int(m[PRIOR_EXAMPLES]), {k[len(PRIOR_PREFIX) :]: v for k, v in m.items()})
+        for _, m in split
+        if isinstance(m.get(PRIOR_EXAMPLES), int) and m[PRIOR_EXAMPLES] > 0
+    ]
     if not evaluations:
         return stripped, {}
     means = weighted_mean_metrics(evaluations)

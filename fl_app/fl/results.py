@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,24 +46,33 @@ def weighted_mean_metrics(
 HOLDER_KEYS = (DP_EPSILON, DP_STEPS, DP_NOISE)  # what dp.level=record holders report
 
 
+def split_metrics(
+    results: list[tuple[ClientProxy, FitRes]], taken: Callable[[str], bool]
+) -> tuple[list[tuple[ClientProxy, FitRes]], list[tuple[str, dict[str, Scalar]]]]:
+    """Fit results without the metrics whose key is `taken`, and those metrics by client
+    id (for results that had any): what the history keeps apart from the fit means."""
+    stripped, split = [], []
+    for proxy, res in results:
+        own = {k: v for k, v in res.metrics.items() if not taken(k)}
+        if len(own) < len(res.metrics):
+            split.append((proxy.cid, {k: v for k, v in res.metrics.items() if taken(k)}))
+        stripped.append((proxy, replace(res, metrics=own)))
+    return stripped, split
+
+
 def holder_privacy(
     results: list[tuple[ClientProxy, FitRes]],
 ) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Any]]:
     """Fit results without what record-level DP cost their holders, and that cost for
     the run's history: the round's largest ε and every holder's, by client id."""
-    spent, noise, stripped = {}, {}, []
-    for proxy, res in results:
-        if isinstance(res.metrics.get(DP_EPSILON), int | float):
-            spent[proxy.cid] = float(res.metrics[DP_EPSILON])
-            noise[proxy.cid] = float(res.metrics.get(DP_NOISE, 0.0))
-        own = {k: v for k, v in res.metrics.items() if k not in HOLDER_KEYS}
-        stripped.append((proxy, replace(res, metrics=own)))
+    stripped, split = split_metrics(results, HOLDER_KEYS.__contains__)
+    spent = {cid: float(m[DP_EPSILON]) for cid, m in split if DP_EPSILON in m}
     if not spent:
         return stripped, {}
     return stripped, {
         "dp_epsilon_max": max(spent.values()),
         "dp_holder_epsilon": spent,
-        "dp_holder_noise": noise,
+        "dp_holder_noise": {cid: float(m.get(DP_NOISE, 0.0)) for cid, m in split},
     }
 
 
