@@ -1,6 +1,7 @@
 """Flower ServerApp of fl_app (named in pyproject.toml).
 
-One run, top to bottom: config -> keys -> run state -> strategy -> rounds -> artifacts.
+The run's config comes first: its `log_level` decides how TensorFlow is imported
+(quietly by default, see fl_app.quiet), so the training code is imported after it.
 """
 
 from pathlib import Path
@@ -8,15 +9,8 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.server import Grid, ServerApp
 
-from fl_app.config import load_config, mode_of, to_yaml
-from fl_app.fl.factory import build_strategy, check_task, new_model
-from fl_app.fl.logs import use_flower_handlers
-from fl_app.fl.rounds import run_rounds
-from fl_app.fl.server_keys import ServerKeys
-from fl_app.fl.wire import CountingGrid
-from fl_app.ml.models import weights_of
-from fl_app.run.artifacts import write_artifacts
-from fl_app.run.state import RunState, resolve_run_dir, run_identity
+from fl_app import quiet
+from fl_app.config import load_config
 
 
 def make_server_app(search_path: Path | None = None) -> ServerApp:
@@ -31,42 +25,16 @@ def make_server_app(search_path: Path | None = None) -> ServerApp:
 
 
 def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
-    """Run one federated training job as the run config asks.
-
-    Every check comes before the first write: a refused run leaves its directory as it
-    was (no config.yaml over another run's, no keys generated into it).
-    """
-    use_flower_handlers()
+    """Run one federated training job as the run config asks (fl_app.fl.server)."""
+    quiet.setup("info")  # before Ray's actors start (simulation); the config may say debug
     cfg = load_config(context.run_config, search_path)
-    mode = mode_of(cfg)
-    run_dir = resolve_run_dir(cfg, context.run_id)
-    RunState.check_start(run_dir, resume=cfg.resume)
-    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
-    identity = run_identity(cfg, keys.fingerprint if keys else None)
-    net = new_model(cfg)  # one model for the layout, central evaluation and the final save
-    check_task(cfg, net)
-    if cfg.resume:
-        state = RunState.resume(run_dir, identity)
-    else:
-        state = RunState.fresh(run_dir, identity, weights_of(net))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    quiet.setup(cfg.log_level, tensorflow=True)
+    from fl_app.fl.logs import use_flower_handlers
+    from fl_app.fl.server import run_server  # imports TensorFlow: after quiet.setup
 
-    grid = CountingGrid(
-        grid,
-        poll_interval=float(cfg.federation.poll_interval),
-        max_interval=float(cfg.federation.poll_max_interval),
-    )
-    strategy = build_strategy(cfg, mode, state, net=net, keys=keys, grid=grid)
-    run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
-
-    summary = write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
-    if summary["rounds_completed"] == 0:
-        raise RuntimeError(
-            f"no round aggregated in {summary['rounds_run']} round(s): every update was "
-            "rejected or too few arrived (see the warnings above); the run failed and its "
-            "model is the untrained initial one"
-        )
+    use_flower_handlers(cfg.log_level)
+    quiet.filter_output()  # in simulation, Ray prints its workers' output here
+    run_server(grid, context, cfg)
 
 
 app = make_server_app()

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from fl_app.config import compose
 from fl_app.fl import clients
 from fl_app.fl.factory import new_model, node_data
 from fl_app.ml.models import reset_optimizer, train, weights_of
@@ -25,7 +26,7 @@ def counted(monkeypatch):
     """Counts of configs composed and models built behind the caches."""
     clients.clear()
     counts = {"config": 0, "model": 0}
-    load, build = clients.load_config, clients.new_model
+    load, build = compose.load_config, clients.new_model
 
     def counting_load(*args):
         counts["config"] += 1
@@ -35,7 +36,7 @@ def counted(monkeypatch):
         counts["model"] += 1
         return build(cfg)
 
-    monkeypatch.setattr(clients, "load_config", counting_load)
+    monkeypatch.setattr(compose, "load_config", counting_load)
     monkeypatch.setattr(clients, "new_model", counting_build)
     yield counts
     clients.clear()

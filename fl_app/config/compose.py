@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,21 @@ def compose_config(
 def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> DictConfig:
     """Compose the configuration a Flower run asks for."""
     return compose_config(overrides_from_run_config(run_config), search_path)
+
+
+RunKey = tuple[tuple[str, Any], ...]
+
+
+def run_key(run_config: Mapping[str, Any]) -> RunKey:
+    """A hashable, order-free key of a run config (Flower's values are scalars)."""
+    return tuple(sorted((str(k), v) for k, v in dict(run_config).items()))
+
+
+@lru_cache(maxsize=8)
+def config_for(key: RunKey, search_path: Path | None) -> DictConfig:
+    """The composed, validated config of a run, once per process (never modified by
+    its users: the ClientApp calls of a worker share it)."""
+    return load_config(dict(key), search_path)
 
 
 def to_yaml(cfg: DictConfig) -> str:

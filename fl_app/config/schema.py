@@ -160,6 +160,15 @@ class DPConfig:
 
 
 @dataclass
+class TrackingConfig:
+    name: str = MISSING  # none | mlflow: where each run is logged besides its run directory
+    tensorboard: bool = True  # per-round scalars as TensorBoard event files (<run dir>/tensorboard)
+    uri: str = ""  # mlflow: tracking URI; empty = sqlite:///<output_root>/mlflow.db (no server)
+    experiment: str = ""  # mlflow: experiment name; empty = "fl_app" (fl-experiment: the sweep's)
+    run_name: str = ""  # mlflow: run name; empty = the run directory's (fl-experiment: job<N>)
+
+
+@dataclass
 class AppConfig:
     task: TaskConfig = MISSING  # what is learned (group task/)
     strategy: StrategyConfig = MISSING  # how updates are aggregated (group strategy/)
@@ -169,6 +178,8 @@ class AppConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
     fault: FaultConfig = field(default_factory=FaultConfig)  # fault injection, off
     dp: DPConfig = field(default_factory=DPConfig)  # differential privacy, off
+    tracking: TrackingConfig = MISSING  # TensorBoard, and MLflow (group tracking/)
+    log_level: str = "info"  # debug (everything, frameworks' start-up lines too) | info | warning
     seed: int = ranged(
         42, low=0, high=2**32 - 1
     )  # seeds data splits, model init and local shuffling

@@ -20,6 +20,7 @@ OBJECTIVES = ("classification", "regression")
 PARTITIONS = ("iid", "dirichlet")
 DP_LEVELS = ("client", "record")
 OPTIMIZERS = ("sgd", "adam")
+LOG_LEVELS = ("debug", "info", "warning")  # fl_app.quiet.LEVELS (tests keep them equal)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -29,6 +30,7 @@ def validate(cfg: DictConfig) -> None:
     for check in (_task, _train, _partition, *mode_of(cfg).checks, _he, _fault, _dp):
         check(cfg)
     _federation(cfg)
+    require(cfg.log_level in LOG_LEVELS, "log_level", cfg.log_level, f"one of {LOG_LEVELS}")
     require(
         not cfg.resume or bool(cfg.output_dir),
         "resume",

@@ -28,7 +28,8 @@ from flwr.client import Client
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from fl_app.config import load_config, mode_of
+from fl_app.config import mode_of
+from fl_app.config.compose import RunKey, config_for, run_key
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.factory import new_model, node_data
@@ -38,19 +39,6 @@ from fl_app.fl.protocol import NODE_SECRET_KEY
 from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.privacy.dp import DPSettings
-
-RunKey = tuple[tuple[str, Any], ...]
-
-
-def run_key(run_config: Any) -> RunKey:
-    """A hashable, order-free key of a run config (Flower's values are scalars)."""
-    return tuple(sorted((str(k), v) for k, v in dict(run_config).items()))
-
-
-@lru_cache(maxsize=8)
-def config_for(key: RunKey, search_path: Path | None) -> DictConfig:
-    """The composed, validated config of a run (never modified by its users)."""
-    return load_config(dict(key), search_path)
 
 
 @lru_cache(maxsize=1024)
@@ -98,9 +86,9 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
 
     `search_path`: a user app's own `conf/`, composed with fl_app's.
     """
-    use_flower_handlers()
     key = run_key(context.run_config)
     cfg = config_for(key, search_path)
+    use_flower_handlers(cfg.log_level)
     mode = mode_of(cfg)
     data, node_seed = data_for(key, search_path, run_key(context.node_config))
     settings: dict[str, Any] = {

@@ -11,7 +11,7 @@ GET_PROPERTIES messages for every client not asked before.
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import INFO
+from logging import DEBUG
 
 from flwr.app import Message
 from flwr.common import GetPropertiesIns, MessageTypeLegacy, Scalar
@@ -76,4 +76,4 @@ class ExampleCounts:
             if isinstance(examples, int) and 1 <= examples <= self.max_examples:
                 self._counts[cid] = examples
                 learned += 1
-        log(INFO, "round %d: learned example counts of %d client(s)", rnd, learned)
+        log(DEBUG, "round %d: learned example counts of %d client(s)", rnd, learned)

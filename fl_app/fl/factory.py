@@ -4,6 +4,7 @@ the client of a node, and the server's strategy."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ def build_strategy(
     net: keras.Model,
     keys: ServerKeys | None,  # given for encrypted modes
     grid: CountingGrid,
+    on_round_complete: Callable[[int], None] | None = None,
 ) -> RecordingFedAvg:
     """The mode's strategy, starting from `state`; `net` still holds the initial weights."""
     strat = cfg.strategy
@@ -119,6 +121,7 @@ def build_strategy(
         on_round_end=lambda rnd, parameters, encrypted: state.save(
             rnd, parameters_to_ndarrays(parameters), encrypted
         ),
+        on_round_complete=on_round_complete,
         round_offset=state.completed_rounds,
         evaluation=EvaluationPlan(
             int(strat.evaluate_every), bool(strat.evaluate_with_fit), int(cfg.num_rounds)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from flwr.common.logger import update_console_handler
 
-def use_flower_handlers() -> None:
-    """Send `fl_app.*` records at INFO and above wherever Flower's own logs go."""
+
+def use_flower_handlers(level: str = "info") -> None:
+    """Send `fl_app.*` records at `level` (log_level) and above wherever Flower's own
+    logs go; at debug, Flower's console shows its DEBUG records too."""
     flower = logging.getLogger("flwr")
     ours = logging.getLogger("fl_app")
-    ours.setLevel(logging.INFO)
+    ours.setLevel(level.upper())
     ours.handlers = list(flower.handlers)
     ours.propagate = not ours.handlers
+    if level == "debug":
+        update_console_handler(level=logging.DEBUG)

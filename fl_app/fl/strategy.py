@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from logging import INFO, WARNING
-from typing import Any, Protocol
+from logging import WARNING
+from typing import Any
 
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.common.logger import log
@@ -26,20 +26,15 @@ from fl_app.fl.results import (
     plaintext_problem,
     weighted_mean_metrics,
 )
+from fl_app.fl.wire import WireMeter
 from fl_app.run.history import RunHistory
-
-
-class WireMeter(Protocol):
-    """Running totals of message bytes (see fl_app.fl.wire.CountingGrid)."""
-
-    bytes_up: int
-    bytes_down: int
-
 
 EvaluateResults = list[tuple[ClientProxy, EvaluateRes]]
 
 # Called after every round with (round, global parameters, whether they are encrypted).
 RoundEndHook = Callable[[int, Parameters, bool], None]
+# Called once per round when its record is complete (fit, and evaluation if any).
+RoundCompleteHook = Callable[[int], None]
 
 
 class RecordingFedAvg(FedAvg):
@@ -63,6 +58,7 @@ class RecordingFedAvg(FedAvg):
         *,
         history: RunHistory,
         on_round_end: RoundEndHook | None = None,
+        on_round_complete: RoundCompleteHook | None = None,
         round_offset: int = 0,
         evaluation: EvaluationPlan | None = None,
         **fedavg_kwargs,
@@ -75,6 +71,7 @@ class RecordingFedAvg(FedAvg):
         self.evaluation = evaluation or EvaluationPlan()
         self.latest_parameters: Parameters | None = self.initial_parameters
         self._on_round_end = on_round_end
+        self._on_round_complete = on_round_complete
         self._round_started: dict[int, float] = {}
         self._wire_mark = (0, 0)
 
@@ -192,14 +189,14 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         rnd = self._run_round(server_round)
-        if not self.evaluation.sends_evaluate(rnd):
-            return []  # not this round, or with the next fit; Flower skips evaluation
-        return self._counted(
-            rnd,
-            self.complete_instructions(
+        instructions = []  # none: not this round, or with the next fit; Flower skips it
+        if self.evaluation.sends_evaluate(rnd):
+            instructions = self.complete_instructions(
                 rnd, super().configure_evaluate(rnd, parameters, client_manager)
-            ),
-        )
+            )
+        if not instructions:
+            self._complete(rnd)  # no aggregate_evaluate follows
+        return self._counted(rnd, instructions)
 
     def aggregate_evaluate(
         self, server_round: int, results: EvaluateResults, failures: list[Failure]
@@ -216,6 +213,7 @@ class RecordingFedAvg(FedAvg):
             **{f"eval_{k}": v for k, v in metrics.items() if k != "eval_seconds"},
         )
         self._end_round(rnd)
+        self._complete(rnd)
         return loss, metrics
 
     # ------------------------------------------------------------ bookkeeping
@@ -233,6 +231,10 @@ class RecordingFedAvg(FedAvg):
         for failure in failures:
             log(WARNING, "round %d %s: dropped %s", rnd, stage, describe_failure(failure))
 
+    def _complete(self, rnd: int) -> None:
+        if self._on_round_complete is not None:
+            self._on_round_complete(rnd)
+
     def _end_round(self, rnd: int) -> None:
         started = self._round_started.get(rnd)
         if started is not None:
@@ -242,6 +244,5 @@ class RecordingFedAvg(FedAvg):
             self.history.add(rnd, "wire_bytes_up", up - self._wire_mark[0])
             self.history.add(rnd, "wire_bytes_down", down - self._wire_mark[1])
             self._wire_mark = (up, down)
-        log(INFO, "round %d: %s", rnd, self.history.row(rnd))
         if self._on_round_end is not None and self.latest_parameters is not None:
             self._on_round_end(rnd, self.latest_parameters, self.encrypted)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from flwr.app import Message, RecordDict
 from flwr.common.serde import recorddict_to_proto
@@ -29,6 +29,13 @@ def content_bytes(message: Message) -> int:
     if not message.has_content():
         return 0
     return recorddict_to_proto(message.content).ByteSize()
+
+
+class WireMeter(Protocol):
+    """Running totals of message bytes (what the strategy reads from CountingGrid)."""
+
+    bytes_up: int
+    bytes_down: int
 
 
 class CountingGrid(Grid):

@@ -1,14 +1,19 @@
-"""A private simulation SuperLink: the one `flwr run .` would start, owned by the caller.
+"""Simulation SuperLinks: a private one owned by the caller, and the one `flwr run .` left.
 
-Used by the tests, the sweeps and the benchmarks. It gets its own FLWR_HOME and free
-loopback ports, and is stopped by PID (its own process group), never by name.
+`LocalSuperLink` is used by the tests, the sweeps and the benchmarks. It gets its own
+FLWR_HOME and free loopback ports, and is stopped by PID (its own process group), never
+by name. `stop_flwr_local_superlink` ends the SuperLink that `flwr run` started in the
+background for the `local` connection (`fl-app superlink stop`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
+
+from flwr.supercore.utils import get_flwr_home
 
 from fl_app.ops import procs
 from fl_app.ops.flower import (
@@ -107,3 +112,36 @@ class LocalSuperLink:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def flwr_local_superlinks(port: str, flwr_home: Path) -> list[int]:
+    """PIDs of the simulation SuperLinks `flwr run` started for `flwr_home` on `port`.
+
+    `flwr run` records no PID; what it starts is recognised by its command line: the
+    `flower-superlink` program, `--simulation`, `--port <port>` and its log file in
+    `<flwr_home>/local-superlink/`. Nothing else matches (not our `LocalSuperLink`s).
+    """
+    log_file = str(flwr_home / "local-superlink" / "superlink.log")
+    found = []
+    for proc in procs.snapshot().values():
+        argv = proc.argv
+        options = dict(itertools.pairwise(argv))
+        if (
+            proc.live
+            and any(Path(arg).name == "flower-superlink" for arg in argv[:2])
+            and "--simulation" in argv
+            and options.get("--port") == port
+            and options.get("--log-file") == log_file
+        ):
+            found.append(proc.pid)
+    return found
+
+
+def stop_flwr_local_superlink() -> list[int]:
+    """Stop the SuperLink `flwr run` left running for this shell's FLWR_HOME and port
+    (and the simulation processes of its process group); the PIDs stopped."""
+    port = os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091")
+    pids = flwr_local_superlinks(port, get_flwr_home())
+    for pid in pids:
+        procs.stop_group(pid)  # `flwr run` starts it in a session of its own: pgid == pid
+    return pids

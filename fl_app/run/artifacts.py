@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from fl_app.config import Mode
 from fl_app.privacy.report import privacy_report
 from fl_app.run.history import RunHistory
 from fl_app.run.state import RunState
-
-logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model.keras"
 
@@ -148,15 +145,8 @@ def aggregated_rounds(history: RunHistory) -> list[int]:
 def _save_final_model(state: RunState, net: Any, run_dir: Path, trained: bool) -> str | None:
     """model.keras of a plaintext run; an encrypted one only says how to decrypt it;
     none for a run that never aggregated (its model is the untrained initial one)."""
-    if not trained:
-        return None
-    if state.encrypted:
-        logger.info(
-            "The final model is encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
-            "--secret secret.ctx --checkpoint %s --out model.keras",
-            state.checkpoint_path,
-        )
-        return None
+    if not trained or state.encrypted:
+        return None  # encrypted: the end-of-run summary says how to decrypt it
     net.set_weights(state.weights)
     net.save(run_dir / MODEL_NAME)
     return str(run_dir / MODEL_NAME)
@@ -202,15 +192,5 @@ def write_artifacts(
             min_fit_clients=int(cfg.strategy.min_fit_clients),
             server_sees_individual_updates=mode.server_sees_individual_updates,
         )
-        logger.info("Privacy spent: epsilon=%s at delta=%g", summary["dp"]["epsilon"],
-                    cfg.dp.delta)  # fmt: skip
     write_json(run_dir / "summary.json", summary)
-    logger.info(
-        "Run finished: %d of %d round(s) aggregated, final %s %s",
-        summary["rounds_completed"],
-        summary["rounds_run"],
-        primary,
-        summary["final_metric"],
-    )
-    logger.info("Run artifacts written to %s", run_dir)
     return summary

@@ -15,7 +15,6 @@ sweep goes on; at the end of a multirun `fl-app summarize` runs on the sweep dir
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -31,6 +30,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fl_app import quiet
 from fl_app.config import CONF_DIR, ConfigError, validate
 from fl_app.ops.apps import app_dir_at, enter_app
 from fl_app.ops.flower import APP_DIR, FlowerCLI
@@ -41,7 +41,7 @@ JOB_FILE = "job.json"
 RUN_DIR = "run"
 # Config keys that travel as their own run-config keys, not inside `overrides`.
 DEDICATED = {"strategy", "num_rounds", "output_dir", "quiet"}
-ROUND_LINE = re.compile(r"\[ROUND (\d+)\]")
+ROUND_LINE = re.compile(r"round (\d+)/\d+ · ")  # fl_app's line at the end of each round
 
 
 def _key(override: str) -> str:
@@ -95,12 +95,21 @@ class RoundProgress:
 
     def line(self, text: str) -> None:
         if self.progress is not None and (match := ROUND_LINE.search(text)):
-            self.progress.update(self.task, completed=int(match.group(1)) - 1)
+            self.progress.update(self.task, completed=int(match.group(1)))
 
     def finish(self) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=self.progress.tasks[0].total)
             self.progress.stop()
+
+
+def tracking_overrides(cfg: DictConfig, hydra_cfg: DictConfig) -> list[str]:
+    """A multirun's jobs as MLflow runs job<N> of one experiment named after the sweep
+    directory, unless tracking.experiment is set."""
+    if hydra_cfg.mode.name != "MULTIRUN" or cfg.tracking.experiment:
+        return []
+    name = re.sub(r"[^\w./-]", "_", str(hydra_cfg.sweep.dir))
+    return [f"tracking.experiment={name}", f"tracking.run_name=job{hydra_cfg.job.num}"]
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -120,7 +129,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     progress = None
     try:
         validate(cfg)
-        run_config = run_config_for(cfg, cfg.strategy.name, overrides, job_dir / RUN_DIR)
+        job_overrides = [*overrides, *tracking_overrides(cfg, hydra_cfg)]
+        run_config = run_config_for(cfg, cfg.strategy.name, job_overrides, job_dir / RUN_DIR)
         progress = RoundProgress(
             f"job {record['job']}: {record['overrides']}", cfg.num_rounds, cfg.quiet
         )
@@ -160,7 +170,7 @@ class SweepSummary(Callback):
 
 @hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # SuperLink health polls
+    quiet.setup(cfg.log_level)  # this process imports no TensorFlow; its runs set their own
     run_job(cfg)
 
 

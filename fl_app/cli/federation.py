@@ -1,0 +1,132 @@
+"""`fl-app` commands that run a federation: per-node data, a local TLS deployment, the
+warm SuperExec it starts, and the local SuperLink that `flwr run` leaves behind."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fl_app.crypto.presets import PRESETS
+
+APP_HELP = "a user's app directory (fl-app new); default: the current one, if it is an app"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fl_app.config.task import data_spec
+    from fl_app.ml.data import PartitionSpec
+    from fl_app.ml.node_files import export_partitions
+    from fl_app.ops.apps import compose_for_app
+
+    overrides = [f"task={args.task}", f"partition={args.partition}", *args.override]
+    cfg = compose_for_app(overrides, args.app)
+    spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
+    paths = export_partitions(
+        data_spec(cfg), spec, args.out, server_test_fraction=float(cfg.task.server_test_fraction),
+        seed=int(cfg.seed), file_format=args.format,
+    )  # fmt: skip
+    print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
+    return 0
+
+
+def _federation(args: argparse.Namespace) -> int:
+    from fl_app.config.task import data_spec
+    from fl_app.ml.data import PartitionSpec
+    from fl_app.ops import federation as deploy
+    from fl_app.ops.apps import compose_for_app
+
+    if args.action == "down":
+        stopped = deploy.down(args.dir)
+        print(f"Stopped {', '.join(stopped) or 'nothing (no running processes)'}")
+        return 0
+    spec = PartitionSpec(args.partition, args.nodes, alpha=args.alpha)
+    info = deploy.up(
+        args.dir,
+        num_nodes=args.nodes,
+        task=args.task,
+        data=data_spec(compose_for_app([f"task={args.task}"], args.app)),
+        partition=spec,
+        preset=args.preset,
+        port=args.port,
+        warm=not args.cold,
+    )
+    print(
+        f"SuperLink {info['address']} (TLS, node auth) with {args.nodes} SuperNodes; logs in "
+        f"{args.dir / 'logs'}; connection '{info['connection']}' in "
+        f"{info['flwr_home']}/config.toml. Train with:"
+    )
+    overrides = (
+        f"federation=deployment federation.num_supernodes={args.nodes} task={args.task} "
+        f"he.preset={args.preset} he.public_context={info['public_context']}"
+    )
+    print(f"  flwr run . {info['connection']} --stream --run-config \"overrides='{overrides}'\"")
+    print(f"Stop it with: fl-app federation down --dir {args.dir}")
+    return 0
+
+
+def _warm_superexec(args: argparse.Namespace) -> int:
+    from fl_app.ops import warm_exec
+
+    warm_exec.run(
+        args.runtime_api_address,
+        insecure=args.insecure,
+        root_certificates=args.root_certificates,
+        parent_pid=args.parent_pid,
+    )
+    return 0
+
+
+def _superlink(args: argparse.Namespace) -> int:
+    from fl_app.ops.local_superlink import stop_flwr_local_superlink
+
+    stopped = stop_flwr_local_superlink()
+    for pid in stopped:
+        print(f"Stopped the local SuperLink (PID {pid}) that `flwr run` started.")
+    if not stopped:
+        print("No local SuperLink of `flwr run` is running for this FLWR_HOME and port.")
+    return 0
+
+
+def add_federation_commands(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export-partitions", help="write one data file per node")
+    export.add_argument("--task", default="digits")
+    export.add_argument("--partition", default="iid")
+    export.add_argument("--num-partitions", type=int, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--format", choices=["npz", "csv", "parquet"], default="npz")
+    export.add_argument("--app", type=Path, default=None, help=APP_HELP)
+    export.add_argument(
+        "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
+    )
+    export.set_defaults(handler=_export)
+    federation = commands.add_parser(
+        "federation", help="start/stop a local TLS + node-auth federation on 127.0.0.1"
+    )
+    federation.add_argument("action", choices=["up", "down"])
+    federation.add_argument("--dir", type=Path, required=True, help="keys, data, logs, PIDs")
+    federation.add_argument("--nodes", type=int, default=2)
+    federation.add_argument("--task", default="digits")
+    federation.add_argument("--app", type=Path, default=None, help=APP_HELP)
+    federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
+    federation.add_argument("--alpha", type=float, default=0.5)
+    federation.add_argument("--preset", default="seeded", choices=sorted(PRESETS))
+    federation.add_argument("--port", type=int, default=None, help="SuperLink port")
+    federation.add_argument(
+        "--cold", action="store_true", help="Flower's default: a new process per ClientApp task"
+    )
+    federation.set_defaults(handler=_federation)
+    # Internal (INTERNAL_COMMANDS): `federation up` starts one beside each SuperNode.
+    warm = commands.add_parser(
+        "warm-superexec",
+        description="(internal) serve a SuperNode's ClientApp tasks from one warm process "
+        "(--isolation process); started by `fl-app federation up`",
+    )
+    warm.add_argument("--runtime-api-address", required=True, help="the SuperNode's --port")
+    warm.add_argument("--insecure", action="store_true")
+    warm.add_argument("--root-certificates", default=None)
+    warm.add_argument("--parent-pid", type=int, default=None)
+    warm.set_defaults(handler=_warm_superexec)
+    superlink = commands.add_parser(
+        "superlink", help="the local simulation SuperLink that `flwr run .` starts"
+    )
+    superlink.add_argument("action", choices=["stop"], help="stop it (by its PID)")
+    superlink.set_defaults(handler=_superlink)

@@ -1,0 +1,76 @@
+"""One server run, top to bottom: keys -> run state -> strategy -> rounds -> artifacts.
+
+`fl_app.server_app` calls `run_server` once the run's log level is set (this module
+imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import Context
+from flwr.server import Grid
+from omegaconf import DictConfig
+
+from fl_app.config import mode_of, to_yaml
+from fl_app.fl.factory import build_strategy, check_task, new_model
+from fl_app.fl.rounds import run_rounds
+from fl_app.fl.server_keys import ServerKeys
+from fl_app.fl.wire import CountingGrid
+from fl_app.ml.models import weights_of
+from fl_app.run.artifacts import write_artifacts
+from fl_app.run.progress import RunFacts, RunReport, summary_lines
+from fl_app.run.state import RunState, resolve_run_dir, run_identity
+from fl_app.run.tracking import TENSORBOARD_DIR, trackers_for
+
+logger = logging.getLogger(__name__)
+
+
+def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
+    """Run one federated training job as `cfg` (the run's composed config) asks.
+
+    Every check comes before the first write: a refused run leaves its directory as it
+    was (no config.yaml over another run's, no keys generated into it).
+    """
+    mode = mode_of(cfg)
+    run_dir = resolve_run_dir(cfg, context.run_id)
+    RunState.check_start(run_dir, resume=cfg.resume)
+    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
+    identity = run_identity(cfg, keys.fingerprint if keys else None)
+    net = new_model(cfg)  # one model for the layout, central evaluation and the final save
+    check_task(cfg, net)
+    if cfg.resume:
+        state = RunState.resume(run_dir, identity)
+    else:
+        state = RunState.fresh(run_dir, identity, weights_of(net))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trackers = trackers_for(cfg, run_dir, context.run_id)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+
+    facts = RunFacts(int(cfg.num_rounds), str(cfg.task.objective.primary), net.count_params())
+    report = RunReport(state.history, facts, sinks=list(trackers))
+    grid = CountingGrid(
+        grid,
+        poll_interval=float(cfg.federation.poll_interval),
+        max_interval=float(cfg.federation.poll_max_interval),
+    )
+    strategy = build_strategy(
+        cfg, mode, state, net=net, keys=keys, grid=grid, on_round_complete=report.round_complete
+    )
+    run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
+
+    summary = write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
+    report.flush()
+    files = ["summary.json", "metrics.csv", "metrics.png"]
+    if cfg.tracking.tensorboard:
+        files.append(f"{TENSORBOARD_DIR}/")
+    for line in summary_lines(summary, files):
+        logger.info("%s", line)
+    for tracker in trackers:
+        tracker.finish(summary, run_dir)
+    if summary["rounds_completed"] == 0:
+        raise RuntimeError(
+            f"no round aggregated in {summary['rounds_run']} round(s): every update was "
+            "rejected or too few arrived (see the warnings above); the run failed and its "
+            "model is the untrained initial one"
+        )
