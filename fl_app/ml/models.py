@@ -14,6 +14,7 @@ import numpy as np
 from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
+from fl_app.ml.seeding import initializer_seeds_from
 from fl_app.ml.sources import resolve
 from fl_app.ml.targets import ONE_HOT_LOSSES, one_hot
 
@@ -86,12 +87,13 @@ def build_model(
     path of a callable that returns a `keras.Model` (called with `model_args`).
     """
     keras.utils.set_random_seed(seed)
-    if model in BUILTIN_MODELS:
-        net = BUILTIN_MODELS[model](**model_args)
-    elif model.endswith(".keras"):
-        net = keras.saving.load_model(Path(model).expanduser())
-    else:
-        net = resolve(model)(**model_args)
+    with initializer_seeds_from(seed):
+        if model in BUILTIN_MODELS:
+            net = BUILTIN_MODELS[model](**model_args)
+        elif model.endswith(".keras"):
+            net = keras.saving.load_model(Path(model).expanduser())
+        else:
+            net = resolve(model)(**model_args)
     if not isinstance(net, keras.Model):
         raise ValueError(f"task.model={model!r} returned {type(net).__name__}, not a keras.Model")
     if not net.weights:  # the global model's weights must exist before any data is seen

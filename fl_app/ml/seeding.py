@@ -1,0 +1,24 @@
+"""Same seed, same initial weights, whatever else the process is doing."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def initializer_seeds_from(seed: int) -> Iterator[None]:
+    """Keras draws the seed of every unseeded initializer from Python's global `random`,
+    which the process's other threads draw from too (in simulation, Ray's and Flower's
+    beside the ServerApp's), so the initial weights depended on timing. While the block
+    runs, Keras draws them from a private generator seeded as `keras.utils.
+    set_random_seed(seed)` seeds the global one: the same numbers, undisturbed."""
+    from keras.src.random import seed_generator  # where Keras looks up `python_random`
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
