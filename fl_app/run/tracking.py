@@ -96,11 +96,14 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     return flat
 
 
-def default_store(cfg: DictConfig) -> tuple[str, Path]:
-    """MLflow's embedded store (SQLite, no server) under output_root, and artifacts
-    beside it."""
-    root = Path(cfg.output_root).expanduser().resolve()
-    return f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts"
+def store_of(cfg: DictConfig) -> tuple[str, Path | None]:
+    """The tracking URI, and where a new experiment's artifacts go: beside a SQLite
+    database (MLflow's embedded store, no server; by default <output_root>/mlflow.db),
+    else where the tracking server says (None)."""
+    uri = cfg.tracking.uri or f"sqlite:///{Path(cfg.output_root).expanduser().resolve()}/mlflow.db"
+    if uri.startswith("sqlite:///"):
+        return uri, Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    return uri, None
 
 
 class MLflowSink:
@@ -109,7 +112,7 @@ class MLflowSink:
     def __init__(self, cfg: DictConfig, run_dir: Path, run_id: int) -> None:
         import mlflow
 
-        uri, artifacts = (cfg.tracking.uri, None) if cfg.tracking.uri else default_store(cfg)
+        uri, artifacts = store_of(cfg)
         self.uri, self.experiment = uri, cfg.tracking.experiment or "fl_app"
         try:
             self.client = mlflow.MlflowClient(tracking_uri=uri)
