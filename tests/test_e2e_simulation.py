@@ -120,6 +120,8 @@ def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, stra
     assert dp["epsilon"] == pytest.approx(8.0, rel=0.01)  # calibrated for the 2 rounds
     assert [r["round"] for r in dp["per_round"]] == [1, 2]
     assert summary(out)["encrypted"] is (strategy == "he")
+    assert "round 2/2 · 3/3 clients · " in output and " · ε " in output  # the round lines
+    assert "  privacy    ε 8" in output  # the end-of-run block
 
 
 def test_final_model_is_a_normal_keras_model(fedavg_run):

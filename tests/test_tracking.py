@@ -32,9 +32,7 @@ def read_events(directory: Path) -> dict[str, dict[int, float]]:
             for value in event.summary.value:
                 assert value.metadata.plugin_data.plugin_name == "scalars"
                 assert value.metadata.data_class == summary_pb2.DATA_CLASS_SCALAR
-                found.setdefault(value.tag, {})[event.step] = float(
-                    tf.make_ndarray(value.tensor)
-                )
+                found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return found
 
 
