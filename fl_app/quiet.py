@@ -22,7 +22,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 LEVELS = ("debug", "info", "warning")
 
@@ -48,6 +48,8 @@ FLOWER_STAGES = re.compile(
     r"initial|Evaluation returned no results|%s$|\t%s$|$)"
 )
 QUIET_LOGGERS = ("mlflow", "alembic", "httpx")  # INFO start-up lines of tracking and polls
+# Deprecation notices of libraries under a library (SQLAlchemy's, raised inside MLflow).
+QUIET_DEPRECATIONS = r"(mlflow|sqlalchemy|alembic)(\.|$)"
 
 
 class _Quiet:
@@ -55,6 +57,7 @@ class _Quiet:
 
     on = False
     done: tuple[str, bool] = ("", False)  # (level, TensorFlow imported) last set up
+    env_set: ClassVar[dict[str, str]] = {}  # environment variables set here, not by the user
 
 
 def is_chatter(line: str) -> bool:
@@ -94,12 +97,19 @@ def setup(level: str, *, tensorflow: bool = False) -> None:
     logging.getLogger("flwr").addFilter(_FLOWER_FILTER)
     logging.getLogger("fl_app").setLevel(level.upper())
     if _Quiet.on:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO lines after import
+        _default_env("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines after import
+        _default_env("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow applies it at import
         warnings.filterwarnings("ignore", message=RAY_TIP, category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=QUIET_DEPRECATIONS)
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
     else:
+        for name, value in _Quiet.env_set.items():
+            if os.environ.get(name) == value:  # still ours
+                del os.environ[name]
+        _Quiet.env_set.clear()
         warnings.filterwarnings("default", message=RAY_TIP, category=FutureWarning)
+        warnings.filterwarnings("default", category=DeprecationWarning, module=QUIET_DEPRECATIONS)
     if tensorflow and _Quiet.on:
         with _descriptor_2_filtered():
             import tensorflow as tf
@@ -108,6 +118,12 @@ def setup(level: str, *, tensorflow: bool = False) -> None:
     elif tensorflow:
         import tensorflow
     _Quiet.done = (level, "tensorflow" in sys.modules)
+
+
+def _default_env(name: str, value: str) -> None:
+    if name not in os.environ:
+        os.environ[name] = value
+        _Quiet.env_set[name] = value
 
 
 class LineFilter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -140,3 +141,16 @@ def test_tensorflow_starts_quietly_and_real_errors_still_show():
         assert "a real error" in stderr and stderr.rstrip().endswith("done")
     assert not [line for line in quiet_run.splitlines() if quiet.is_chatter(line)]
     assert [line for line in loud_run.splitlines() if quiet.is_chatter(line)]
+
+
+def test_debug_takes_back_what_info_set_in_the_environment(level, monkeypatch):
+    """The ServerApp sets info up before it reads the run's level: debug must leave
+    TensorFlow's C++ log level as the user had it."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")  # the user's own
+    quiet._Quiet.done = ("", False)
+    level("info")
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    level("debug")
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "DEBUG"
