@@ -14,6 +14,7 @@ message, so `log_level=debug` brings all of it back. This module imports no fram
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -90,7 +91,7 @@ def check_level(level: str) -> str:
 def setup(level: str, *, tensorflow: bool = False) -> None:
     """Apply `log_level` to this process: at info and warning, drop the frameworks'
     start-up chatter; with `tensorflow`, import TensorFlow now (quietly unless debug)."""
-    if (level, tensorflow or "tensorflow" in sys.modules) == _Quiet.done:
+    if _Quiet.done in ((level, tensorflow), (level, True)):
         return  # every ClientApp call of a worker process asks again
     _Quiet.on = check_level(level) != "debug"
     logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)  # added once: same object
@@ -110,14 +111,20 @@ def setup(level: str, *, tensorflow: bool = False) -> None:
         _Quiet.env_set.clear()
         warnings.filterwarnings("default", message=RAY_TIP, category=FutureWarning)
         warnings.filterwarnings("default", category=DeprecationWarning, module=QUIET_DEPRECATIONS)
-    if tensorflow and _Quiet.on:
-        with _descriptor_2_filtered():
+    if tensorflow:
+        with _descriptor_2_filtered() if _Quiet.on else contextlib.nullcontext():
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # the CUDA probe happens here, once
-    elif tensorflow:
-        import tensorflow
-    _Quiet.done = (level, "tensorflow" in sys.modules)
+    _Quiet.done = (level, tensorflow)
+
+
+def import_quietly(*modules: str) -> None:
+    """Import `modules` (TensorFlow among them) without their start-up chatter, unless
+    the level is debug, and without probing devices (the warm SuperExec's parent)."""
+    with _descriptor_2_filtered() if _Quiet.on else contextlib.nullcontext():
+        for name in modules:
+            importlib.import_module(name)
 
 
 def _default_env(name: str, value: str) -> None:

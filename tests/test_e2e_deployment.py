@@ -21,6 +21,7 @@ from fl_app.ops import procs
 from fl_app.ops.flower import FlowerCLI, flower_bin, free_port
 from fl_app.ops.procs import pids_below
 from fl_app.ops.provision import make_node_key
+from fl_app.quiet import is_chatter
 from fl_app.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -103,13 +104,17 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(
     """A SuperNode dies mid-round 1, then the ServerApp process dies after round 1;
     rerun with resume=true, the run finishes rounds 2-3 on the surviving nodes."""
     root, info = federation
+    # The SuperNodes' warm SuperExecs imported TensorFlow without its start-up chatter.
+    assert not [line for log in (root / "logs").glob("*.log")
+                for line in log.read_text().splitlines() if is_chatter(line)]  # fmt: skip
     out = tmp_path / "run"
     overrides = (
         "federation=deployment federation.num_supernodes=3 task=digits "
         f"he.public_context={info['public_context']}"
     )
     first_log = tmp_path / "first.log"
-    run = start_run(out, overrides, first_log)
+    # debug: Flower's per-stage lines say when the fit instructions are out
+    run = start_run(out, overrides + " log_level=debug", first_log)
     try:
         wait_until(lambda: "configure_fit: strategy sampled 3" in first_log.read_text(),
                    "round 1 never started", run, first_log)  # fmt: skip
@@ -140,6 +145,9 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(
         if run.poll() is None:
             run.kill()
     assert run_status(run_id_in(second_log)) == "finished:completed", second_log.read_text()[-3000:]
+    resumed = second_log.read_text()  # at the default level: one line per round, no chatter
+    assert re.search(r"round 3/3 · 2/\d clients · train accuracy ", resumed)
+    assert not [line for line in resumed.splitlines() if is_chatter(line)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds_completed"] == 3
     assert summary["strategy"] == "he" and summary["encrypted"] is True

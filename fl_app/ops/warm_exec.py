@@ -15,7 +15,6 @@ Run one per SuperNode:
 
 from __future__ import annotations
 
-import importlib
 import os
 import traceback
 from typing import Any
@@ -25,6 +24,8 @@ from flwr.supercore.superexec import run_superexec as superexec_module
 from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
 from flwr.supercore.tls import validate_and_resolve_root_certificates
 from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+from fl_app import quiet
 
 # Flower's SuperExec asks its SuperNode for new ClientApp tasks every second by default;
 # this environment variable is Flower's own setting for that. Forking is cheap, so ask
@@ -37,12 +38,10 @@ WARM_MODULES = ("tenseal", "tensorflow", "keras", "sklearn", "datasets", "hydra"
 
 
 def warm_up() -> list[str]:
-    """Import the libraries every ClientApp task needs; run nothing."""
-    loaded = []
-    for name in WARM_MODULES:
-        importlib.import_module(name)
-        loaded.append(name)
-    return loaded
+    """Import the libraries every ClientApp task needs (quietly, as `fl-app --log-level`
+    says); run nothing."""
+    quiet.import_quietly(*WARM_MODULES)
+    return list(WARM_MODULES)
 
 
 class ForkExecutor:
