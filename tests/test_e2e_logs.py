@@ -49,7 +49,8 @@ def test_the_default_log_has_one_line_per_round_and_no_framework_chatter(superli
     accuracy = rows(out)[2]["eval_accuracy"]
     assert f"eval accuracy {accuracy:.3f} · up " in output
     assert "Run finished: 2 of 2 round(s) aggregated" in output
-    assert f"fl-app decrypt --secret secret.ctx --checkpoint {out / 'checkpoint.npz'}" in output
+    secret, checkpoint = out / "keys" / "secret.ctx", out / "checkpoint.npz"
+    assert f"fl-app decrypt --secret {secret} --checkpoint {checkpoint} --out model.keras" in output
 
     events: dict[str, dict[int, float]] = {}
     for path in (out / "tensorboard").glob("events.out.tfevents.*"):

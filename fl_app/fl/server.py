@@ -64,7 +64,9 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     files = ["summary.json", "metrics.csv", "metrics.png"]
     if cfg.tracking.tensorboard:
         files.append(f"{TENSORBOARD_DIR}/")
-    for line in summary_lines(summary, files):
+    generated = run_dir / "keys" / "secret.ctx"  # simulation without configured keys
+    secret = str(generated) if generated.exists() else "secret.ctx"
+    for line in summary_lines(summary, files, secret):
         logger.info("%s", line)
     for tracker in trackers:
         tracker.finish(summary, run_dir)

@@ -77,8 +77,11 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
     return " · ".join(parts)
 
 
-def summary_lines(summary: dict[str, Any], files: Iterable[str] = ()) -> list[str]:
-    """The end-of-run block: rounds and final metrics, where things are, ε, decryption."""
+def summary_lines(
+    summary: dict[str, Any], files: Iterable[str] = (), secret: str = "secret.ctx"
+) -> list[str]:
+    """The end-of-run block: rounds and final metrics, where things are, ε, decryption
+    (`secret`: where the HE secret context is, when this machine knows)."""
     primary = summary.get("primary_metric", "accuracy")
     final = summary.get("final_metric")
     head = (
@@ -95,7 +98,7 @@ def summary_lines(summary: dict[str, Any], files: Iterable[str] = ()) -> list[st
     elif summary.get("encrypted") and summary.get("rounds_completed"):
         lines.append(
             "  model      encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
-            f"--secret secret.ctx --checkpoint {summary['checkpoint']} --out model.keras"
+            f"--secret {secret} --checkpoint {summary['checkpoint']} --out model.keras"
         )
     if (dp := summary.get("dp")) is not None:
         spent = "unbounded (no noise)" if dp["epsilon"] is None else f"{dp['epsilon']:.3g}"
