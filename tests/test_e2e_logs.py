@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
+from events import read_events
 
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.quiet import is_chatter
@@ -52,12 +52,7 @@ def test_the_default_log_has_one_line_per_round_and_no_framework_chatter(superli
     secret, checkpoint = out / "keys" / "secret.ctx", out / "checkpoint.npz"
     assert f"fl-app decrypt --secret {secret} --checkpoint {checkpoint} --out model.keras" in output
 
-    events: dict[str, dict[int, float]] = {}
-    for path in (out / "tensorboard").glob("events.out.tfevents.*"):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                events.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    events = read_events(out / "tensorboard")
     for key, tag in (("eval_accuracy", "eval/accuracy"), ("bytes_up", "bytes/bytes_up")):
         assert events[tag] == pytest.approx({r: rows(out)[r][key] for r in (1, 2)}, rel=1e-6)
 

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+from events import read_events
 
 from fl_app.config import ConfigError, compose_config
 from fl_app.run import tracking
@@ -20,20 +19,6 @@ ROUNDS = {
     2: {"fit_clients": 3, "train_accuracy": 0.64, "eval_accuracy": 0.82, "bytes_up": 900_100,
         "round_seconds": 2.0, "aggregated": True, "dp_epsilon_max": 3.5},
 }  # fmt: skip
-
-
-def read_events(directory: Path) -> dict[str, dict[int, float]]:
-    """Every scalar in a run's event files: {tag: {step: value}}, checked to be marked
-    for TensorBoard's scalars plug-in."""
-    found: dict[str, dict[int, float]] = {}
-    for path in directory.glob("events.out.tfevents.*"):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                assert value.metadata.plugin_data.plugin_name == "scalars"
-                assert value.metadata.data_class == summary_pb2.DATA_CLASS_SCALAR
-                found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-    return found
 
 
 def test_tensorboard_events_hold_every_rounds_scalars(tmp_path):
