@@ -114,3 +114,11 @@ def test_an_unwritable_output_dir_is_named(tmp_path):
     locked.mkdir(mode=0o500)
     with pytest.raises(ConfigError, match=r"output-dir=.* is not writable"):
         start(locked / "run", "fedavg")
+
+
+def test_a_tracking_store_that_does_not_work_refuses_the_run_before_keys_exist(tmp_path):
+    pytest.importorskip("mlflow")
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"tracking.uri='nosuchscheme://x' is invalid"):
+        start(run_dir, "he", "tracking=mlflow tracking.uri=nosuchscheme://x")
+    assert not run_dir.exists()  # no keys generated, no event files

@@ -125,3 +125,19 @@ def test_an_unusable_tracking_uri_is_named(tmp_path):
 def test_the_default_store_is_sqlite_under_output_root(tmp_path):
     cfg = compose_config(["tracking=mlflow", f"output_root={tmp_path}"])
     assert tracking.store_of(cfg) == (f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "mlartifacts")
+
+
+@needs_mlflow
+def test_a_run_that_fails_is_a_failed_mlflow_run_and_leaves_no_event_files(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_config(["tracking=mlflow", f"tracking.uri={uri}"])
+    run_dir = tmp_path / "run"
+    sinks = trackers_for(cfg, run_dir, 9)  # before any check of the run: nothing written yet
+    assert not run_dir.exists()
+    for sink in sinks:
+        sink.abort()  # e.g. the model was refused before round 1
+    assert not run_dir.exists()
+    (mlflow_sink,) = [s for s in sinks if isinstance(s, MLflowSink)]
+    assert mlflow.MlflowClient(uri).get_run(mlflow_sink.run_id).info.status == "FAILED"

@@ -7,6 +7,8 @@ imports TensorFlow).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 from flwr.app import Context
 from flwr.server import Grid
@@ -30,11 +32,33 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     """Run one federated training job as `cfg` (the run's composed config) asks.
 
     Every check comes before the first write: a refused run leaves its directory as it
-    was (no config.yaml over another run's, no keys generated into it).
+    was (no config.yaml over another run's, no keys generated into it). A tracker that
+    cannot start (MLflow missing, a bad store) is such a check.
     """
-    mode = mode_of(cfg)
     run_dir = resolve_run_dir(cfg, context.run_id)
     RunState.check_start(run_dir, resume=cfg.resume)
+    trackers = trackers_for(cfg, run_dir, context.run_id)
+    try:
+        summary = _train(grid, context, cfg, run_dir, trackers)
+    except BaseException:
+        for tracker in trackers:
+            tracker.abort()
+        raise
+    for tracker in trackers:
+        tracker.finish(summary, run_dir)
+    if summary["rounds_completed"] == 0:
+        raise RuntimeError(
+            f"no round aggregated in {summary['rounds_run']} round(s): every update was "
+            "rejected or too few arrived (see the warnings above); the run failed and its "
+            "model is the untrained initial one"
+        )
+
+
+def _train(
+    grid: Grid, context: Context, cfg: DictConfig, run_dir: Path, trackers: list[Any]
+) -> dict[str, Any]:
+    """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
+    mode = mode_of(cfg)
     keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
     identity = run_identity(cfg, keys.fingerprint if keys else None)
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
@@ -44,7 +68,6 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     else:
         state = RunState.fresh(run_dir, identity, weights_of(net))
     run_dir.mkdir(parents=True, exist_ok=True)
-    trackers = trackers_for(cfg, run_dir, context.run_id)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
 
     facts = RunFacts(int(cfg.num_rounds), str(cfg.task.objective.primary), net.count_params())
@@ -68,11 +91,4 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     secret = str(generated) if generated.exists() else "secret.ctx"
     for line in summary_lines(summary, files, secret):
         logger.info("%s", line)
-    for tracker in trackers:
-        tracker.finish(summary, run_dir)
-    if summary["rounds_completed"] == 0:
-        raise RuntimeError(
-            f"no round aggregated in {summary['rounds_run']} round(s): every update was "
-            "rejected or too few arrived (see the warnings above); the run failed and its "
-            "model is the untrained initial one"
-        )
+    return summary

@@ -63,7 +63,7 @@ class TensorBoardSink:
 
         self.directory = run_dir / TENSORBOARD_DIR
         self._tf = tf
-        self._writer = tf.summary.create_file_writer(str(self.directory))
+        self._writer: Any = None  # created with the first round: nothing written before
         self._metadata = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
             data_class=summary_pb2.DATA_CLASS_SCALAR,
@@ -71,6 +71,8 @@ class TensorBoardSink:
 
     def __call__(self, rnd: int, values: dict[str, Any]) -> None:
         tf = self._tf
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.directory))
         with self._writer.as_default(step=rnd):
             for key, value in scalars(values).items():
                 tensor = tf.constant(value, tf.float32)
@@ -78,7 +80,11 @@ class TensorBoardSink:
         self._writer.flush()
 
     def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
-        self._writer.close()
+        self.abort()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -147,6 +153,10 @@ class MLflowSink:
         self._safely(self.client.set_terminated, self.run_id, status)
         logger.info("  mlflow     run %s in experiment '%s' at %s", self.run_id,
                     self.experiment, self.uri)  # fmt: skip
+
+    def abort(self) -> None:
+        """The fl_app run failed before its summary (a refused model, an exception)."""
+        self._safely(self.client.set_terminated, self.run_id, "FAILED")
 
     def _safely(self, call: Any, *args: Any, **kwargs: Any) -> None:
         try:
