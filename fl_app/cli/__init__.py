@@ -1,5 +1,6 @@
 """`fl-app`: scaffold an app of your own task, provision keys and certificates, export
-per-node data, run a local TLS federation, decrypt a final model."""
+per-node data, run a local TLS federation, stop the local SuperLink `flwr run` left,
+decrypt a final model."""
 
 from __future__ import annotations
 
