@@ -1,4 +1,4 @@
-"""`fl-app superlink stop` ends the SuperLink that `flwr run` started, and nothing else (slow)."""
+"""`fl-app superlink stop` ends the SuperLink that `flwr run` started, and nothing else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import pytest
 
 from fl_app.ops import procs
 from fl_app.ops.local_superlink import LocalSuperLink, flwr_local_superlinks
-
-pytestmark = pytest.mark.slow
 
 FL_APP = str(Path(sys.executable).parent / "fl-app")
 
@@ -38,6 +36,31 @@ def started_by_flwr(home: Path) -> tuple[dict[str, str], int]:
     return env, pids[0]
 
 
+def test_stopping_a_tree_ends_the_sessions_its_processes_started(tmp_path):
+    """Flower's SuperLink starts its simulation processes in sessions of their own."""
+    spawner = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen(['sleep', '60'], start_new_session=True); "
+        "print(child.pid, flush=True); time.sleep(60)"
+    )
+    root = procs.start_group([sys.executable, "-c", spawner], tmp_path / "log", dict(os.environ))
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "log").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int((tmp_path / "log").read_text())
+    outsider = subprocess.Popen(["sleep", "60"], start_new_session=True)  # not below root
+    try:
+        assert procs.stop_tree(root.pid, timeout=5)
+        root.wait(timeout=10)
+        assert not procs.alive(child)
+        assert outsider.poll() is None
+    finally:
+        outsider.kill()
+        outsider.wait()
+        procs.stop_group(child)
+
+
+@pytest.mark.slow
 def test_stop_ends_exactly_the_superlink_flwr_started(tmp_path):
     env, pid = started_by_flwr(tmp_path / "home")
     _, other_pid = started_by_flwr(tmp_path / "other_home")  # another user's

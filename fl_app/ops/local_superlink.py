@@ -138,10 +138,10 @@ def flwr_local_superlinks(port: str, flwr_home: Path) -> list[int]:
 
 
 def stop_flwr_local_superlink() -> list[int]:
-    """Stop the SuperLink `flwr run` left running for this shell's FLWR_HOME and port
-    (and the simulation processes of its process group); the PIDs stopped."""
+    """Stop the SuperLink `flwr run` left running for this shell's FLWR_HOME and port,
+    and the processes it started (simulations, Ray); the PIDs of the SuperLinks."""
     port = os.environ.get("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39091")
     pids = flwr_local_superlinks(port, get_flwr_home())
     for pid in pids:
-        procs.stop_group(pid)  # `flwr run` starts it in a session of its own: pgid == pid
+        procs.stop_tree(pid)  # `flwr run` starts it in a session of its own: pgid == pid
     return pids

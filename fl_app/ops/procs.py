@@ -125,6 +125,17 @@ def stop_group(pgid: int, timeout: float = 20.0) -> bool:
     return True
 
 
+def stop_tree(root: int, timeout: float = 20.0) -> bool:
+    """Stop group `root` and the groups that processes below it lead (sessions of their
+    own, as Flower's simulation processes start); whether `root` was running."""
+    below = descendants(root)
+    own_groups = {proc.pgid for proc in below} & {proc.pid for proc in below}
+    running = stop_group(root, timeout)
+    for pgid in sorted(own_groups):
+        stop_group(pgid, timeout)
+    return running
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
         os.killpg(pgid, sig)
