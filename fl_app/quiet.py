@@ -191,8 +191,6 @@ def _descriptor_2_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            kept = [line for line in text.splitlines(keepends=True) if not is_chatter(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+            echo = LineFilter(sys.stderr)  # the same line filter as Ray's output gets
+            echo.write(captured.read().decode(errors="replace"))
+            echo.flush()
