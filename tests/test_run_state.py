@@ -81,5 +81,39 @@ def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
     state = run_state(digits, tmp_path)
     state.save(1, state.weights, False)
     other = compose_config([f"output_dir={tmp_path}", "task=breast_cancer", "resume=true"])
-    with pytest.raises(CheckpointError, match="belongs to a run with"):
+    with pytest.raises(CheckpointError, match=r"task \(checkpoint: 'digits', this run: "):
         run_state(other, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("dp.enabled=true", "dp.enabled (checkpoint: False, this run: True)"),
+        ("dp.noise_multiplier=1.5", "dp.noise_multiplier (checkpoint: 1.0, this run: 1.5)"),
+        ("+task.model_args.hidden=[8]", "model_args.hidden (checkpoint: None, this run: [8])"),
+        ("task.preprocess=none", "preprocess (checkpoint: 'standardize', this run: 'none')"),
+        ("task.preprocess_stats=null", "preprocess_stats (checkpoint: 'published', this run: None"),
+        ("partition=dirichlet", "partition.name (checkpoint: 'iid', this run: 'dirichlet')"),
+        ("seed=1", "seed (checkpoint: 42, this run: 1)"),
+    ],
+)
+def test_a_resume_that_would_change_the_model_or_the_guarantee_is_refused(
+    tmp_path, change, named
+):
+    base = [f"output_dir={tmp_path}", "task=breast_cancer"]
+    state = run_state(compose_config(base), tmp_path)
+    state.save(1, state.weights, False)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(CheckpointError, match="resume=true refused") as refused:
+        run_state(compose_config([*base, "resume=true", change]), tmp_path)
+    assert named in str(refused.value)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert run_state(compose_config([*base, "resume=true", "num_rounds=9"]), tmp_path)
+
+
+def test_a_simulated_resume_needs_the_same_data(tmp_path):
+    cfg = compose_config([f"output_dir={tmp_path}", "task=breast_cancer"])
+    saved = run_identity(cfg, None, "a" * 64)
+    RunState.fresh(tmp_path, saved, weights_of(new_model(cfg))).save(1, [np.zeros(1)], False)
+    with pytest.raises(CheckpointError, match=r"data \(checkpoint: 'aaaa"):
+        RunState.resume(tmp_path, run_identity(cfg, None, "b" * 64))

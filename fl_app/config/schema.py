@@ -40,7 +40,11 @@ class TaskConfig:
     # returning (x, y) arrays
     source: str = MISSING
     source_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `source`
-    preprocess: str = "none"  # none | standardize (each holder with its own statistics)
+    preprocess: str = "none"  # none | standardize: (x - mean) / std per feature
+    # standardize's statistics: public ones, {mean: [...], std: [...]} (per named input
+    # {input: {mean, std}}), a .json file of them, or `published` (a bundled source's
+    # documented ones); null = each holder's own (private: refused under dp.level=record)
+    preprocess_stats: Any = None
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     # share held out for the server's test set, and of each partition kept for local eval
     server_test_fraction: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
@@ -154,9 +158,11 @@ class DPConfig:
         1e-5, low=0, high=1, low_open=True, high_open=True
     )  # the delta at which epsilon is reported
     target_epsilon: float = ranged(
+        0.0, low=0, high=100
+    )  # record: each holder's noise for this epsilon over num_rounds, and its cap (0: off)
+    max_epsilon: float = ranged(
         0.0, low=0
-    )  # record: pick each holder's noise for this epsilon over num_rounds (0: off)
-    max_epsilon: float = ranged(0.0, low=0)  # record: a holder refuses to train past it (0: off)
+    )  # record: a holder's budget over its whole ledger, instead of target_epsilon (0: off)
 
 
 @dataclass

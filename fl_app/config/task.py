@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from fl_app.config.errors import ConfigError, require
 from fl_app.ml.objective import Objective
-from fl_app.ml.sources import BUNDLED, DataSpec
+from fl_app.ml.sources import BUNDLED, PUBLISHED, PUBLISHED_STATS, DataSpec
 
 
 def data_spec(cfg: DictConfig) -> DataSpec:
@@ -18,10 +20,35 @@ def data_spec(cfg: DictConfig) -> DataSpec:
         source=str(task.source),
         args=json.dumps(OmegaConf.to_container(task.source_args, resolve=True), sort_keys=True),
         preprocess=str(task.preprocess),
+        stats=public_statistics(cfg),
         classification=task.objective.type == "classification",
         feature_shape=bundled.feature_shape if bundled else None,
         num_classes=bundled.num_classes if bundled else None,
     )
+
+
+def public_statistics(cfg: DictConfig) -> str:
+    """task.preprocess_stats as canonical JSON ("" when none are given): inline, from a
+    .json file, or a bundled source's published ones."""
+    task, key = cfg.task, "task.preprocess_stats"
+    given = task.preprocess_stats
+    if given is None or given == "":
+        return ""
+    if given == PUBLISHED:
+        require(
+            task.source in PUBLISHED_STATS, key, given,
+            f"'{PUBLISHED}' only for the bundled sources {sorted(PUBLISHED_STATS)}",
+        )  # fmt: skip
+        return json.dumps(PUBLISHED_STATS[task.source], sort_keys=True)
+    if isinstance(given, str):
+        path = Path(given).expanduser()
+        require(path.is_file(), key, given, f"'{PUBLISHED}', the statistics inline, or a "
+                ".json file of {mean: [...], std: [...]}")  # fmt: skip
+        try:
+            return json.dumps(json.loads(path.read_text()), sort_keys=True)
+        except ValueError as err:
+            raise ConfigError(f"{key}={given!r} is invalid: not JSON ({err})") from err
+    return json.dumps(OmegaConf.to_container(given, resolve=True), sort_keys=True)
 
 
 def objective(cfg: DictConfig) -> Objective:

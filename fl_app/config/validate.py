@@ -7,12 +7,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fl_app.config.errors import require
+from fl_app.config.errors import ConfigError, require
 from fl_app.config.modes import mode_of
 from fl_app.config.ranges import check_schema
 from fl_app.config.schema import AppConfig, SweepConfig
+from fl_app.config.task import public_statistics
 from fl_app.crypto.presets import PRESETS
-from fl_app.ml.sources import BUNDLED, PREPROCESSING
+from fl_app.ml.scaling import PREPROCESSING, statistics_source
+from fl_app.ml.sources import BUNDLED
 
 # fl_app.ml.models.BUILTIN_MODELS (tests keep the two equal; config imports no Keras)
 MODELS = ("cnn", "mlp", "wide_mlp", "seed_mlp")
@@ -57,6 +59,7 @@ def _task(cfg: DictConfig) -> None:
         task.preprocess,
         f"one of {PREPROCESSING}",
     )
+    public_statistics(cfg)  # a file that does not exist or is not JSON: refused now
     objective = task.objective
     require(
         objective.type in OBJECTIVES, "task.objective.type", objective.type, f"one of {OBJECTIVES}"
@@ -117,6 +120,17 @@ def _he(cfg: DictConfig) -> None:
 def _dp(cfg: DictConfig) -> None:
     dp = cfg.dp
     require(dp.level in DP_LEVELS, "dp.level", dp.level, f"one of {DP_LEVELS}")
+    task = cfg.task
+    source = statistics_source(str(task.preprocess), bool(public_statistics(cfg)))
+    if dp.enabled and dp.level == "record" and source == "holder":
+        raise ConfigError(
+            f"task.preprocess={task.preprocess!r} without task.preprocess_stats is invalid "
+            "under dp.level=record: each holder would scale its data with its own mean and "
+            "std, so removing one record rescales every other and the ε reported would bound "
+            "nothing. Allowed: public statistics in task.preprocess_stats ({mean: [...], "
+            "std: [...]} inline, a .json file of them, or 'published' for a bundled source), "
+            "or task.preprocess=none"
+        )
     for key in ("target_epsilon", "max_epsilon"):
         require(
             dp[key] == 0 or dp.level == "record",

@@ -34,7 +34,8 @@ class KerasClient(NumPyClient):
     weight would let a large client exceed the clip bound), and the training loss and
     accuracy, which are not privatised, are not reported. With `record_dp`, training is
     DP-SGD (fl_app.fl.record_dp): the weight stays the example count, and the client
-    reports the ε its records have spent instead of its training loss.
+    reports the ε its records have spent instead of its training loss. Under client-level
+    DP the evaluation reports weight 1 too, not the test split's size.
     """
 
     def __init__(
@@ -98,8 +99,9 @@ class KerasClient(NumPyClient):
         started = time.perf_counter()
         if self.record_dp is not None:
             metrics = self.record_dp.train(
-                self.net, self.data.train, epochs=self.local_epochs, batch_size=self.batch_size
-            )
+                self.net, self.data.train, epochs=self.local_epochs, batch_size=self.batch_size,
+                config=config,
+            )  # fmt: skip
         else:
             metrics = train(
                 self.net,
@@ -139,4 +141,6 @@ class KerasClient(NumPyClient):
         results = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         elapsed = time.perf_counter() - started
         loss = results.pop("loss")
-        return loss, len(self.data.test), {**results, "eval_seconds": elapsed}
+        # Under client-level DP no count leaves the client: every evaluation weighs 1.
+        examples = 1 if self.dp is not None else len(self.data.test)
+        return loss, examples, {**results, "eval_seconds": elapsed}

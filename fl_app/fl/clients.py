@@ -36,7 +36,7 @@ from fl_app.fl.factory import new_model, node_data
 from fl_app.fl.faults import FaultPlan, FaultyClient
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.protocol import NODE_SECRET_KEY
-from fl_app.fl.record_dp import RecordDP
+from fl_app.fl.record_dp import RecordDP, ledger_place
 from fl_app.ml.data import ClientData
 from fl_app.privacy.dp import DPSettings
 
@@ -67,8 +67,8 @@ def clear() -> None:
         cached.cache_clear()
 
 
-def record_dp_of(cfg: DictConfig, context: Context) -> RecordDP:
-    """dp.* for DP-SGD, its ledger in this node's Context.state."""
+def record_dp_of(cfg: DictConfig, context: Context, data: ClientData) -> RecordDP:
+    """dp.* for DP-SGD, and where this holder keeps its ledger."""
     dp = cfg.dp
     return RecordDP(
         clip_norm=float(dp.clip_norm),
@@ -77,7 +77,8 @@ def record_dp_of(cfg: DictConfig, context: Context) -> RecordDP:
         target_epsilon=float(dp.target_epsilon),
         max_epsilon=float(dp.max_epsilon),
         planned_rounds=int(cfg.num_rounds),
-        state=context.state,
+        ledger_at=ledger_place(context.node_config, data.train),
+        run=str(context.run_id),
     )
 
 
@@ -100,7 +101,7 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
         else None,
     }
     if cfg.dp.enabled and cfg.dp.level == "record":
-        settings["record_dp"] = record_dp_of(cfg, context)
+        settings["record_dp"] = record_dp_of(cfg, context, data)
     if mode.encrypted:
         settings["preset"] = get_preset(cfg.he.preset)
         settings["secret_context"] = cfg.he.secret_context or str(

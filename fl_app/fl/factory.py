@@ -18,15 +18,17 @@ from fl_app.config.task import data_spec, objective
 from fl_app.crypto.packing import Layout
 from fl_app.fl.evaluation import EvaluationPlan
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
-from fl_app.fl.protocol import NODE_DATA_KEY, ROUND_KEY
+from fl_app.fl.protocol import DP_LEDGER_DIR_KEY, NODE_DATA_KEY, ROUND_KEY
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
-from fl_app.ml.dpsgd import refuse_batch_mixing
+from fl_app.ml.dpsgd import refuse_batch_mixing, refuse_untrained_state
 from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
 from fl_app.run.state import RunState
+
+LEDGER_DIR = "dp_ledgers"  # in a simulated run's directory: one DP ledger per partition
 
 
 def new_model(cfg: DictConfig) -> keras.Model:
@@ -81,13 +83,18 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
 def check_task(cfg: DictConfig, net: keras.Model) -> None:
     """In simulation, where the server can see the task's data: fail before round 1 when
     model and data do not fit, or Keras does not know the objective's names. Everywhere:
-    a model that DP-SGD cannot train per record (dp.level=record) is refused."""
-    if cfg.dp.enabled and cfg.dp.level == "record":
+    a model that DP-SGD cannot train per record (dp.level=record) is refused — by its
+    layers at any depth, and in simulation also by what a training step does to it."""
+    record_dp = cfg.dp.enabled and cfg.dp.level == "record"
+    if record_dp:
         refuse_batch_mixing(net)
     if cfg.federation.name != "simulation":
-        return  # each SuperNode checks its own data when it builds the model
+        return  # each SuperNode checks its own data when it builds the model (and DP-SGD
+        # its state before its first step)
     test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))
     check_fits(net, test, dry_run=True)
+    if record_dp:
+        refuse_untrained_state(net, test.take(slice(0, 8)).x)
 
 
 def centralized_evaluation(cfg: DictConfig, net: keras.Model):
@@ -116,6 +123,9 @@ def build_strategy(
 ) -> RecordingFedAvg:
     """The mode's strategy, starting from `state`; `net` still holds the initial weights."""
     strat = cfg.strategy
+    ledger_dir = {}  # simulated holders keep their DP ledgers under the run directory
+    if cfg.dp.enabled and cfg.dp.level == "record" and cfg.federation.name == "simulation":
+        ledger_dir[DP_LEDGER_DIR_KEY] = str(state.checkpoint_path.parent / LEDGER_DIR)
     arguments: dict[str, Any] = dict(
         history=state.history,
         on_round_end=lambda rnd, parameters, encrypted: state.save(
@@ -133,7 +143,7 @@ def build_strategy(
         min_evaluate_clients=int(strat.min_evaluate_clients),
         min_available_clients=int(strat.min_available_clients),
         evaluate_fn=centralized_evaluation(cfg, net) if strat.centralized_evaluation else None,
-        on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd},
+        on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd, **ledger_dir},
     )
     if mode.encrypted:
         query = grid_properties_query(grid, timeout=float(cfg.federation.node_wait_timeout))

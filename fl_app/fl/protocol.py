@@ -12,8 +12,9 @@ Every mode, each round:
   (strategy.evaluate_with_fit: the fit instruction carries EVALUATE_FIRST_KEY and the
   fit result the client's evaluation of the model it received, as PRIOR_PREFIX metrics;
   only the last round sends evaluate instructions)
-  (dp.level=record: fit results carry DP_EPSILON, DP_STEPS, DP_NOISE; the server keeps
-  them per holder and strips them from the aggregated fit metrics)
+  (dp.level=record: fit results carry DP_EPSILON, DP_STEPS, DP_NOISE and DP_HOLDER; the
+  server keeps them per holder and strips them from the aggregated fit metrics; in
+  simulation the fit instruction carries DP_LEDGER_DIR_KEY)
 
 An HE round (strategy=he), in order:
   1. example-count query   GET_PROPERTIES, once per client in its first round, all
@@ -44,6 +45,9 @@ REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * we
 RUN_TAG_KEY = "he-run-tag"  # str: this run's random tag; updates are bound to "<tag>/<round>"
 SECRET_PATH_KEY = "he-secret-context"  # str, simulation only: where the run's keys were made
 EVALUATE_FIRST_KEY = "evaluate-first"  # bool: evaluate the received model before training
+# str, simulation only (dp.level=record): the run directory's folder of the simulated
+# holders' DP ledgers (a deployed holder ignores it and keeps its own, NODE_LEDGER_DIR_KEY)
+DP_LEDGER_DIR_KEY = "dp-ledger-dir"
 
 # ---------------------------------------------------------------- fit result metrics
 PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
@@ -52,6 +56,7 @@ PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its me
 DP_EPSILON = "dp_epsilon"  # float: ε at dp.delta over all its DP-SGD steps so far
 DP_STEPS = "dp_steps"  # int: those steps
 DP_NOISE = "dp_noise_multiplier"  # float: its noise multiplier (calibrated or dp.*)
+DP_HOLDER = "dp_holder"  # str: the holder's id in its ledger (stable across runs and restarts)
 
 # ---------------------------------------------------------------- client properties
 EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight
@@ -59,3 +64,4 @@ EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight
 # ---------------------------------------------------------------- SuperNode node config
 NODE_DATA_KEY = "data-path"  # the node's own data file (NPZ or CSV)
 NODE_SECRET_KEY = "he-secret-context"  # the HE secret context (clients only)
+NODE_LEDGER_DIR_KEY = "dp-ledger-dir"  # where the node keeps its DP ledger (default: beside data)

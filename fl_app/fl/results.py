@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.server.client_proxy import ClientProxy
 
-from fl_app.fl.protocol import DP_EPSILON, DP_NOISE, DP_STEPS
+from fl_app.fl.protocol import DP_EPSILON, DP_HOLDER, DP_NOISE, DP_STEPS
 
 Failure = tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
 
@@ -43,7 +44,7 @@ def weighted_mean_metrics(
     }
 
 
-HOLDER_KEYS = (DP_EPSILON, DP_STEPS, DP_NOISE)  # what dp.level=record holders report
+HOLDER_KEYS = (DP_EPSILON, DP_STEPS, DP_NOISE, DP_HOLDER)  # what dp.level=record holders report
 
 
 def split_metrics(
@@ -64,15 +65,20 @@ def holder_privacy(
     results: list[tuple[ClientProxy, FitRes]],
 ) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Any]]:
     """Fit results without what record-level DP cost their holders, and that cost for
-    the run's history: the round's largest ε and every holder's, by client id."""
+    the run's history: the round's largest ε and every holder's, by the holder id of its
+    ledger (stable across runs and restarts; the client id for a holder that sent none).
+    An infinite ε (no noise: no bound) is kept as None, with `dp_unbounded`."""
     stripped, split = split_metrics(results, HOLDER_KEYS.__contains__)
-    spent = {cid: float(m[DP_EPSILON]) for cid, m in split if DP_EPSILON in m}
+    named = [(str(m.get(DP_HOLDER, cid)), m) for cid, m in split if DP_EPSILON in m]
+    spent = {holder: float(m[DP_EPSILON]) for holder, m in named}
     if not spent:
         return stripped, {}
+    unbounded = not all(math.isfinite(eps) for eps in spent.values())
     return stripped, {
-        "dp_epsilon_max": max(spent.values()),
-        "dp_holder_epsilon": spent,
-        "dp_holder_noise": {cid: float(m.get(DP_NOISE, 0.0)) for cid, m in split},
+        "dp_epsilon_max": None if unbounded else max(spent.values()),
+        "dp_unbounded": unbounded,
+        "dp_holder_epsilon": {h: eps if math.isfinite(eps) else None for h, eps in spent.items()},
+        "dp_holder_noise": {holder: float(m.get(DP_NOISE, 0.0)) for holder, m in named},
     }
 
 

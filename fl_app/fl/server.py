@@ -15,10 +15,12 @@ from flwr.server import Grid
 from omegaconf import DictConfig
 
 from fl_app.config import mode_of, to_yaml
+from fl_app.config.task import data_spec
 from fl_app.fl.factory import build_strategy, check_task, new_model
 from fl_app.fl.rounds import run_rounds
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.wire import CountingGrid
+from fl_app.ml.data import source_fingerprint
 from fl_app.ml.models import weights_of
 from fl_app.run.artifacts import write_artifacts
 from fl_app.run.progress import RunFacts, RunReport, summary_lines
@@ -60,9 +62,14 @@ def _train(
     """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
     mode = mode_of(cfg)
     keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
-    identity = run_identity(cfg, keys.fingerprint if keys else None)
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
+    simulated = cfg.federation.name == "simulation"  # the server can see the source
+    identity = run_identity(
+        cfg,
+        keys.fingerprint if keys else None,
+        source_fingerprint(data_spec(cfg)) if simulated else None,
+    )
     if cfg.resume:
         state = RunState.resume(run_dir, identity)
     else:

@@ -5,6 +5,7 @@ Data is named by a `DataSpec` (fl_app.ml.sources), or by the name of a bundled s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -14,8 +15,9 @@ from datasets import Dataset
 from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
 from sklearn.model_selection import train_test_split
 
-from fl_app.ml.features import Features, standardise, take
-from fl_app.ml.sources import PREPROCESSING, DataSpec, load_source
+from fl_app.ml.features import Features, fingerprint, take
+from fl_app.ml.scaling import PREPROCESSING, standardise
+from fl_app.ml.sources import DataSpec, load_source
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,12 @@ class PartitionSpec:
 
 
 def preprocess(data: DataSpec | str, train: Split, *others: Split) -> tuple[Split, ...]:
-    """The task's preprocessing, fitted on `train` (one holder's own data) only."""
+    """The task's preprocessing: with the task's public statistics, or else fitted on
+    `train` (one holder's own data) only."""
     data = DataSpec.of(data)
-    if data.preprocess == "standardize":  # statistics of `train` only
-        scaled = standardise(train.x, *(s.x for s in others))
+    if data.preprocess == "standardize":
+        stats = json.loads(data.stats) if data.stats else None  # None: `train`'s own
+        scaled = standardise(train.x, *(s.x for s in others), stats=stats)
         return tuple(Split(x, s.y) for x, s in zip(scaled, (train, *others), strict=True))
     if data.preprocess != "none":
         raise ValueError(f"preprocess={data.preprocess!r} is unknown: allowed {PREPROCESSING}")
@@ -92,6 +96,17 @@ def _pool_and_server_test(
         stratify=rows.y if data.classification else None,
     )  # fmt: skip
     return rows.take(pool), rows.take(test)
+
+
+def source_fingerprint(data: DataSpec | str) -> str:
+    """SHA-256 of every row of the task's source (what a resumed simulation must share)."""
+    return _source_fingerprint(DataSpec.of(data))
+
+
+@lru_cache(maxsize=8)
+def _source_fingerprint(data: DataSpec) -> str:
+    rows = Split(*load_source(data))
+    return fingerprint(rows.x, rows.y)
 
 
 def make_partitioner(spec: PartitionSpec, seed: int) -> Partitioner:

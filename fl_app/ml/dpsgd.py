@@ -14,8 +14,12 @@ smallest step that is DP-SGD (Abadi et al., 2016), the accounting left to dp-acc
   added to every coordinate, and the sum is divided by the expected batch size q * n;
   the model's optimizer applies it.
 
-Layers that mix examples (BatchNormalization's batch statistics) would leak one record
-into every other's gradient and are refused.
+Models that DP-SGD cannot bound are refused before they train: a layer that mixes the
+examples of a batch (BatchNormalization's batch statistics, at any depth: in a nested
+model, a custom layer or a subclassed model), and, by what it does, any model whose
+forward pass in training changes a weight that is sent with the update but not trained
+by the noisy step (BatchNormalization's moving statistics, or a user's own counters):
+such a weight moves without noise and leaves the holder with the model.
 """
 
 from __future__ import annotations
@@ -60,10 +64,9 @@ def sampling_rate(num_records: int, batch_size: int) -> float:
     return min(1.0, batch_size / num_records)
 
 
-def _layers(layer: keras.layers.Layer):
-    for sub in getattr(layer, "layers", []):
-        yield sub
-        yield from _layers(sub)
+def _layers(net: keras.Model):
+    """Every sublayer at any depth: of nested models, custom layers and subclassed models."""
+    return net._flatten_layers(include_self=False, recursive=True)
 
 
 def refuse_batch_mixing(net: keras.Model) -> None:
@@ -76,6 +79,27 @@ def refuse_batch_mixing(net: keras.Model) -> None:
                 "DP (dp.level=record) needs a model without it (e.g. LayerNormalization or "
                 "GroupNormalization instead)"
             )
+
+
+def refuse_untrained_state(net: keras.Model, x: Any) -> None:
+    """ValueError naming the non-trainable weights that a training-mode forward pass on
+    `x` changes (they would leave the holder without noise); the weights are restored."""
+    saved = [w.numpy().copy() for w in net.non_trainable_weights]
+    net(x, training=True)
+    moved = [
+        w.path
+        for w, before in zip(net.non_trainable_weights, saved, strict=True)
+        if not np.array_equal(w.numpy(), before)
+    ]
+    for w, before in zip(net.non_trainable_weights, saved, strict=True):
+        w.assign(before)
+    if moved:
+        raise ValueError(
+            f"training changes the model's non-trainable weights {moved[:5]} without noise, "
+            "and they are sent with the update: per-record DP (dp.level=record) cannot bound "
+            "them; use a model whose forward pass updates no state (e.g. LayerNormalization "
+            "or GroupNormalization instead of BatchNormalization)"
+        )
 
 
 def per_example_loss(net: keras.Model):
@@ -107,6 +131,7 @@ class DPSGD:
         self._clipped_sum = tf.function(self._clipped_sum_py, reduce_retracing=True)
         self._step = tf.function(self._step_py, reduce_retracing=True)
         self._apply = tf.function(self._apply_py, reduce_retracing=True)
+        self._state_checked = False
 
     def per_example_gradients(self, x: Any, y: Any) -> list[tf.Tensor]:
         """[batch, *variable shape] for every trainable variable."""
@@ -149,6 +174,9 @@ class DPSGD:
         """Run epochs x steps_per_epoch noisy steps over `x`, `y`; return the steps."""
         self.configure(settings)
         n = num_rows(x)
+        if not self._state_checked:  # before the first noisy step, on the holder's own data
+            refuse_untrained_state(self.net, take(x, slice(0, min(n, 8))))
+            self._state_checked = True
         q = sampling_rate(n, batch_size)
         capacity = capacity_for(batch_size)
         rng = np.random.default_rng()  # OS entropy: a known sample would weaken the bound

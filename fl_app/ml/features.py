@@ -8,6 +8,7 @@ inputs) and training.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,21 +61,12 @@ def gather(
     return out
 
 
-def standardise(train: Features, *others: Features) -> tuple[Features, ...]:
-    """Scale every floating-point input with statistics of `train` only (one holder's own
-    data); integer inputs (ids) pass unchanged."""
-    if not isinstance(train, dict):
-        return _standardise_array(train, *others)
-    scaled = {
-        name: _standardise_array(array, *(other[name] for other in others))
-        for name, array in train.items()
-    }
-    return tuple({name: parts[i] for name, parts in scaled.items()} for i in range(len(others) + 1))
-
-
-def _standardise_array(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    if train.dtype.kind != "f":
-        return (train, *others)
-    mean = train.mean(axis=0)
-    std = train.std(axis=0) + 1e-6
-    return tuple(((a - mean) / std).astype(np.float32) for a in (train, *others))
+def fingerprint(x: Features, y: np.ndarray) -> str:
+    """SHA-256 of examples and targets (shapes, dtypes and bytes; named inputs by name)."""
+    digest = hashlib.sha256()
+    arrays = sorted(x.items()) if isinstance(x, dict) else [("", x)]
+    for name, array in [*arrays, ("\0targets", y)]:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

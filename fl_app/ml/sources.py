@@ -23,8 +23,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, mak
 from fl_app.ml.checks import DataError, checked
 from fl_app.ml.columns import Columns, Inputs, from_dataset, select
 from fl_app.ml.features import Features
-
-PREPROCESSING = ("none", "standardize")  # per holder, with its own statistics
+from fl_app.ml.scaling import PREPROCESSING  # noqa: F401  (re-exported: config checks it)
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,10 @@ class DataSpec:
 
     source: str  # a bundled set's name, or the import path of a callable -> (x, y)
     args: str = "{}"  # keyword arguments of the callable, as JSON (hashable, exact)
-    preprocess: str = "none"  # none | standardize (each holder with its own statistics)
+    preprocess: str = "none"  # none | standardize
+    # standardize's public statistics as JSON ({"mean": ..., "std": ...}); "" = each
+    # holder's own (private: refused under record-level DP)
+    stats: str = ""
     classification: bool = True  # integer labels (stratified splits, Dirichlet partitions)
     feature_shape: tuple[int, ...] | None = None  # shape of one example, when known
     num_classes: int | None = None  # label range 0..num_classes-1, when known
@@ -87,20 +89,49 @@ _BUNDLED_LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "diabetes": _diabetes,
     "synthetic": _synthetic,
 }
+# Public statistics of the bundled tabular sets, from their published documentation (not
+# computed from the rows the holders train on): breast cancer's DESCR lists each
+# feature's min and max, mapped here onto [-1, 1] (mean = mid-range, std = half-range);
+# diabetes' DESCR says each feature is mean-centred and scaled so that its 442 squares
+# sum to 1, i.e. mean 0 and standard deviation 1/sqrt(442).
+_BREAST_CANCER_RANGES = (
+    (6.981, 28.11), (9.71, 39.28), (43.79, 188.5), (143.5, 2501.0), (0.053, 0.163),
+    (0.019, 0.345), (0.0, 0.427), (0.0, 0.201), (0.106, 0.304), (0.05, 0.097),
+    (0.112, 2.873), (0.36, 4.885), (0.757, 21.98), (6.802, 542.2), (0.002, 0.031),
+    (0.002, 0.135), (0.0, 0.396), (0.0, 0.053), (0.008, 0.079), (0.001, 0.03),
+    (7.93, 36.04), (12.02, 49.54), (50.41, 251.2), (185.2, 4254.0), (0.071, 0.223),
+    (0.027, 1.058), (0.0, 1.252), (0.0, 0.291), (0.156, 0.664), (0.055, 0.208),
+)  # fmt: skip
+PUBLISHED_STATS = {
+    "breast_cancer": {
+        "mean": [round((lo + hi) / 2, 6) for lo, hi in _BREAST_CANCER_RANGES],
+        "std": [round((hi - lo) / 2, 6) for lo, hi in _BREAST_CANCER_RANGES],
+    },
+    "diabetes": {"mean": 0.0, "std": round(442**-0.5, 8)},
+}
+PUBLISHED = "published"  # task.preprocess_stats: the bundled source's PUBLISHED_STATS
+
 BUNDLED = {
     # 8x8 handwritten digits, already scaled to [0, 1]
     "digits": DataSpec("digits", feature_shape=(8, 8, 1), num_classes=10),
     # Wisconsin breast-cancer diagnosis, 30 features
     "breast_cancer": DataSpec(
-        "breast_cancer", preprocess="standardize", feature_shape=(30,), num_classes=2
+        "breast_cancer",
+        preprocess="standardize",
+        stats=json.dumps(PUBLISHED_STATS["breast_cancer"]),
+        feature_shape=(30,),
+        num_classes=2,
     ),
-    # scikit-learn's make_classification, 120,000 rows x 20 features, seeded (scale runs)
-    "synthetic": DataSpec(
-        "synthetic", preprocess="standardize", feature_shape=(20,), num_classes=2
-    ),
+    # scikit-learn's make_classification, 120,000 rows x 20 features, seeded (scale runs);
+    # its features are on the generator's unit scale already
+    "synthetic": DataSpec("synthetic", feature_shape=(20,), num_classes=2),
     # diabetes progression after one year (regression), 10 features
     "diabetes": DataSpec(
-        "diabetes", preprocess="standardize", classification=False, feature_shape=(10,)
+        "diabetes",
+        preprocess="standardize",
+        stats=json.dumps(PUBLISHED_STATS["diabetes"]),
+        classification=False,
+        feature_shape=(10,),
     ),
 }
 

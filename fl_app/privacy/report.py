@@ -43,6 +43,7 @@ def privacy_report(
     spent = epsilon(releases, float(dp.delta))
     return {
         "epsilon": spent if math.isfinite(spent) else None,  # None: no noise, no bound
+        "bounded": math.isfinite(spent),
         "delta": float(dp.delta),
         "clip_norm": float(dp.clip_norm),
         "noise_multiplier": noise,
@@ -56,10 +57,24 @@ def privacy_report(
     }
 
 
+RECORD_UNIT = (
+    "adding or removing one record of one holder's training split (DP-SGD in each "
+    "holder's training); each holder's example count n is treated as public"
+)
+RECORD_NOT_COVERED = (
+    "the holders' example counts (FedAvg weights; they set q and the number of steps)",
+    "federated evaluation on each holder's local test split (loss and metrics)",
+    "which records fall in the training split (the split depends on the data)",
+    "timing and participation",
+    "a record held by two holders counts as two records",
+)
+
+
 def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[str, Any]:
     """Record-level DP: the ε each holder's records have spent, as the holders reported
-    it with their updates (each holder accounts for its own steps), and the largest."""
-    per_holder: dict[str, float] = {}
+    it with their updates (each holder accounts for every step in its own ledger, across
+    runs, resumes and restarts), by holder id, and the largest."""
+    per_holder: dict[str, float | None] = {}
     noise: dict[str, float] = {}
     per_round = []
     for row in rounds:
@@ -67,11 +82,12 @@ def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[s
         per_holder.update(spent)  # a holder's latest is its total: ε only grows
         noise.update(row.get("dp_holder_noise") or {})
         if spent:
-            per_round.append({"round": row["round"], "epsilon_max": max(spent.values())})
-    largest = max(per_holder.values(), default=None)
+            per_round.append({"round": row["round"], "epsilon_max": row.get("dp_epsilon_max")})
+    bounded = bool(per_holder) and all(eps is not None for eps in per_holder.values())
     return {
         "level": "record",
-        "epsilon": largest,  # the largest any holder spent
+        "epsilon": max(per_holder.values()) if bounded else None,  # the largest any holder spent
+        "bounded": bounded,  # false: a holder trained without noise (or none trained)
         "delta": float(dp.delta),
         "clip_norm": float(dp.clip_norm),
         "noise_multiplier": float(dp.noise_multiplier) if dp.target_epsilon <= 0 else None,
@@ -81,5 +97,6 @@ def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[s
         "per_holder_noise_multiplier": noise,
         "per_round": per_round,
         "accountant": records.ACCOUNTANT,
-        "unit": "one record of one holder (DP-SGD in each holder's training)",
+        "unit": RECORD_UNIT,
+        "not_covered": list(RECORD_NOT_COVERED),
     }

@@ -69,6 +69,8 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
         parts.append(f"server {primary} {number(row[f'centralized_{primary}'])}")
     if row.get("dp_epsilon_max") is not None:
         parts.append(f"ε {row['dp_epsilon_max']:.2f}")
+    elif row.get("dp_unbounded"):
+        parts.append("ε unbounded (no noise)")
     if (up := upload_per_client(row)) is not None:
         ratio = up / (FLOAT32_BYTES * facts.model_params) if facts.model_params else 0
         parts.append(f"up {human_bytes(up)}/client" + (f" ({ratio:.2f}× float32)" * bool(ratio)))

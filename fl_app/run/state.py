@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fl_app.config import ConfigError
 from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -45,12 +45,55 @@ def _require_writable_dir(key: str, path: Path) -> None:
         raise ConfigError(f"{key}={str(path)!r} is invalid: {existing} is not writable")
 
 
-def run_identity(cfg: DictConfig, key_fingerprint: str | None) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it."""
-    identity = {"strategy": cfg.strategy.name, "task": cfg.task.name, "model": cfg.task.model}
+def run_identity(
+    cfg: DictConfig, key_fingerprint: str | None, data_fingerprint: str | None = None
+) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it: whatever determines the
+    model it continues (task, model and its arguments, data, preprocessing, partitioning)
+    and its privacy guarantee (mode, dp.*, HE preset and key). Extending the number of
+    rounds is what a resume is for; anything else is a new run."""
+    task = cfg.task
+    identity: dict[str, Any] = {
+        "strategy": cfg.strategy.name,
+        "task": task.name,
+        "model": task.model,
+        "model_args": _plain(task.model_args),
+        "source": task.source,
+        "source_args": _plain(task.source_args),
+        "preprocess": task.preprocess,
+        "preprocess_stats": _plain(task.preprocess_stats),
+        "objective": task.objective.type,
+        "seed": int(cfg.seed),
+        "client_test_fraction": float(task.client_test_fraction),
+        "dp": _plain(cfg.dp),
+    }
+    if cfg.federation.name == "simulation":  # the server partitions the pool itself
+        identity.update(
+            partition=_plain(cfg.partition),
+            num_partitions=int(cfg.federation.num_supernodes),
+            server_test_fraction=float(task.server_test_fraction),
+        )
+    if data_fingerprint is not None:
+        identity["data"] = data_fingerprint
     if key_fingerprint is not None:
         identity.update(he_preset=cfg.he.preset, he_fingerprint=key_fingerprint)
     return identity
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two identities, each with both values."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(saved) | set(current), key=str):
+            found += differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return found
+    if saved == current:
+        return []
+    return [f"{prefix.rstrip('.')} (checkpoint: {saved!r}, this run: {current!r})"]
 
 
 class RunState:
@@ -114,10 +157,13 @@ class RunState:
         """The run whose checkpoint is in `run_dir`; refuses one of another identity."""
         path = run_dir / CHECKPOINT_NAME
         arrays, meta = load_checkpoint(path)
-        if meta.get("identity") != identity:
+        changed = differences(meta.get("identity") or {}, identity)
+        if changed:
             raise CheckpointError(
-                f"checkpoint {path} belongs to a run with {meta.get('identity')}; "
-                f"this run is {identity}"
+                f"resume=true refused: checkpoint {path} was written by a run with other "
+                f"settings: {'; '.join(changed)}. A resumed run keeps what determines its "
+                "model and its privacy guarantee (only num-server-rounds may grow); start "
+                "a new run in another output-dir to change them"
             )
         state = cls(
             path,
