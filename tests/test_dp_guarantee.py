@@ -142,9 +142,10 @@ def moved_by_removing(trainer, spec: DataSpec, table: np.ndarray, index: int) ->
 )
 @given(
     table=arrays(
-        np.float32, st.tuples(st.integers(3, 12), st.just(4)),
+        np.float32,
+        st.tuples(st.integers(3, 12), st.just(4)),
         elements=st.floats(-100, 100, width=32),
-    ),  # fmt: skip
+    ),
     index=st.integers(0, 11),
     option=st.sampled_from(sorted(OPTIONS_RECORD_DP_ALLOWS)),
 )

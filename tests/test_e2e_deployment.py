@@ -68,12 +68,12 @@ def run_status(run_id: int) -> str:
     return cli().run_status(run_id)
 
 
-def start_run(out: Path, overrides: str, log_path: Path) -> subprocess.Popen:
+def start_run(out: Path, overrides: str, log_path: Path, rounds: int = 3) -> subprocess.Popen:
     """`flwr run . <connection> --stream` in the background, output to `log_path`."""
     with log_path.open("w") as log:
         return subprocess.Popen(
             [FLWR, "run", ".", deploy.CONNECTION, "--stream", "--run-config",
-             f"num-server-rounds=3 output-dir='{out}' overrides='{overrides}'"],
+             f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'"],
             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip
 
@@ -172,6 +172,58 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(
     record_property("overhead_seconds_per_round", overhead)
     print(f"deployment per-round overhead (s), resumed rounds: {overhead}")
     assert all(seconds >= 0 for seconds in overhead.values())
+
+
+def test_a_supernode_restarted_mid_run_keeps_its_dp_ledger(federation, tmp_path):
+    """Issue 21: the ledger lived in Flower's in-memory Context.state, so a restarted
+    SuperNode started again at ε = 0. Now it is a file beside the node's data."""
+    import hashlib
+
+    root, info = federation
+    where = deploy.FederationDirs.at(root)
+    data_file = root / "data" / "partition_0.npz"
+    digest = hashlib.sha256(data_file.read_bytes()).hexdigest()
+    ledger = root / "data" / f"dp-ledger-{digest[:24]}.json"
+    ledger.unlink(missing_ok=True)
+    out = tmp_path / "record"
+    overrides = (
+        "federation=deployment federation.num_supernodes=3 task=digits "
+        f"he.public_context={info['public_context']} dp.enabled=true dp.level=record "
+        "dp.noise_multiplier=1.5 strategy.min_fit_clients=1 strategy.min_evaluate_clients=1 "
+        "strategy.min_available_clients=1"
+    )
+    log_path = tmp_path / "record.log"
+    run = start_run(out, overrides, log_path, rounds=4)
+    try:
+        wait_until(lambda: completed_rounds(out) >= 1, "round 1 never ended", run, log_path)
+        assert ledger.is_file(), "node 0 booked no round before its restart"
+        holder = json.loads(ledger.read_text())["holder"]
+        for name in ("supernode0", "supernode0-exec"):
+            pid_file = root / "pids" / f"{name}.pid"
+            if pid_file.exists():
+                procs.stop_group(int(pid_file.read_text()), 20)
+        restarted = time.time()
+        port = int(info["address"].rsplit(":", 1)[1])
+        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+        deploy.start_supernode(where, 0, port, Path(info["root_certificates"]),
+                               root / "node-keys" / "node0", data_file, env, warm=True)  # fmt: skip
+        run.wait(timeout=900)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run_status(run_id_in(log_path)) == "finished:completed", log_path.read_text()[-3000:]
+    saved = json.loads(ledger.read_text())
+    assert saved["holder"] == holder  # the same holder across the restart
+    before = [b for b in saved["bookings"] if b["time"] < restarted]
+    after = [b for b in saved["bookings"] if b["time"] > restarted]
+    assert before and after, saved["bookings"]
+    assert ledger.stat().st_mode & 0o777 == 0o600
+    dp = json.loads((out / "summary.json").read_text())["dp"]
+    assert len(dp["per_holder_epsilon"]) <= 3  # holders by ledger, not by Flower node id
+    from fl_app.privacy.ledger import PrivacyLedger
+
+    whole = PrivacyLedger.open(ledger).epsilon(1e-5)  # every round before and after
+    assert dp["per_holder_epsilon"][holder] == pytest.approx(whole, rel=1e-9)
 
 
 def assert_refused(root: Path, info: dict, private_key: Path, name: str) -> None:

@@ -114,14 +114,105 @@ def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, stra
     _, status, output = run_to(superlink, out, strategy, 2, extra)
     assert status == "finished:completed", output[-3000:]
     dp = summary(out)["dp"]
-    assert dp["level"] == "record" and dp["unit"].startswith("one record of one holder")
-    assert len(dp["per_holder_epsilon"]) == 3  # the three holders, by node
+    assert dp["level"] == "record" and dp["unit"].startswith("adding or removing one record")
+    assert len(dp["per_holder_epsilon"]) == 3  # the three holders, by their ledgers' ids
     assert all(0 < eps <= 8.0 for eps in dp["per_holder_epsilon"].values())
     assert dp["epsilon"] == pytest.approx(8.0, rel=0.01)  # calibrated for the 2 rounds
     assert [r["round"] for r in dp["per_round"]] == [1, 2]
     assert summary(out)["encrypted"] is (strategy == "he")
     assert "round 2/2 · 3/3 clients · " in output and " · ε " in output  # the round lines
     assert "  privacy    ε 8" in output  # the end-of-run block
+
+
+def accountants_epsilons(run_dir: Path, delta: float = 1e-5) -> dict[str, float]:
+    """Each simulated holder's ε from its ledger file, by dp_accounting called directly."""
+    import dp_accounting
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    from fl_app.privacy.records import ORDERS
+
+    spent = {}
+    for path in (run_dir / "dp_ledgers").glob("dp-ledger-*.json"):
+        ledger = json.loads(path.read_text())
+        accountant = rdp_privacy_accountant.RdpAccountant(ORDERS)
+        for b in ledger["bookings"]:
+            noise = dp_accounting.GaussianDpEvent(b["noise_multiplier"])
+            accountant.compose(
+                dp_accounting.PoissonSampledDpEvent(b["sampling_rate"], noise), b["steps"]
+            )
+        spent[ledger["holder"]] = accountant.get_epsilon(delta)
+    return spent
+
+
+def files_of(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `run_dir` with its size and modification time."""
+    return {
+        str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in run_dir.rglob("*")
+        if p.is_file()
+    }
+
+
+RECORD_DP = (
+    "task=breast_cancer dp.enabled=true dp.level=record dp.noise_multiplier=1.5 "
+    "train.optimizer=sgd train.learning_rate=0.5 train.batch_size=32"
+)
+
+
+def test_a_resumed_record_dp_run_reports_the_epsilon_of_every_round_once_per_holder(
+    superlink, tmp_path
+):
+    """Issue 21: the ledger forgot a resume (ε restarted at 0, holders listed twice), and
+    a resume with other privacy or model settings was accepted."""
+    out = tmp_path / "record_resumed"
+    _, status, output = run_to(superlink, out, "he", 2, RECORD_DP)
+    assert status == "finished:completed", output[-3000:]
+    two = summary(out)["dp"]
+    ledgers = sorted((out / "dp_ledgers").iterdir())
+    assert len(ledgers) == 3 and all(stat_mode(p) == 0o600 for p in ledgers)
+
+    before = files_of(out)
+    for change, named in [
+        ("dp.noise_multiplier=2.0", "dp.noise_multiplier (checkpoint: 1.5, this run: 2.0)"),
+        ("+task.model_args.hidden=[8]", "model_args.hidden (checkpoint: None, this run: [8])"),
+        ("task.preprocess=none", "preprocess (checkpoint: 'standardize', this run: 'none')"),
+    ]:
+        _, status, output = run_to(superlink, out, "he", 4, f"{RECORD_DP} resume=true {change}")
+        assert status == "finished:failed"
+        assert "resume=true refused" in output and named in output, output[-3000:]
+        assert files_of(out) == before  # nothing written: not config.yaml, not a ledger
+
+    _, status, output = run_to(superlink, out, "he", 4, f"{RECORD_DP} resume=true")
+    assert status == "finished:completed", output[-3000:]
+    four = summary(out)["dp"]
+    independent = accountants_epsilons(out)
+    assert len(independent) == 3 and set(four["per_holder_epsilon"]) == set(independent)
+    for holder, eps in independent.items():  # all 4 rounds' steps, not the last 2
+        assert four["per_holder_epsilon"][holder] == pytest.approx(eps, rel=1e-9)
+        assert eps > two["per_holder_epsilon"][holder]
+    assert four["epsilon"] == pytest.approx(max(independent.values()), rel=1e-9)
+    for path in ledgers:
+        assert [b["round"] for b in json.loads(path.read_text())["bookings"]] == [1, 2, 3, 4]
+    assert four["bounded"] is True and "n is treated as public" in four["unit"]
+
+
+def test_a_resume_that_turns_dp_on_is_refused_and_writes_nothing(superlink, fedavg_run):
+    out, _, _ = fedavg_run
+    before = files_of(out)
+    _, status, output = run_to(
+        superlink, out, "fedavg", 4, "resume=true dp.enabled=true dp.level=record"
+    )
+    assert status == "finished:failed"
+    assert "dp.enabled (checkpoint: False, this run: True)" in output, output[-3000:]
+    assert files_of(out) == before
+
+
+def test_record_dp_refuses_a_holders_own_statistics_before_round_one(superlink, tmp_path):
+    out = tmp_path / "private_stats"
+    _, status, output = run_to(superlink, out, "he", 1, f"{RECORD_DP} task.preprocess_stats=null")
+    assert status == "finished:failed"
+    assert "without task.preprocess_stats is invalid under dp.level=record" in output
+    assert not out.exists()
 
 
 def test_final_model_is_a_normal_keras_model(fedavg_run):

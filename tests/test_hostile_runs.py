@@ -54,7 +54,7 @@ def untouched(run_dir: Path) -> bool:
     [
         ("he", "resume=true", ConfigError, "uses the keys its first run generated"),
         ("fedavg", "resume=true task=breast_cancer task.model=mlp", CheckpointError,
-         "belongs to a run with"),
+         "resume=true refused: checkpoint .* task "),
         ("fedavg", "", CheckpointError, "already exists"),
         ("he", "", CheckpointError, "already exists"),
     ],

@@ -174,3 +174,12 @@ def test_a_dp_client_sends_a_clipped_update_with_weight_one_and_no_training_metr
     assert set(metrics) == {"train_seconds"}
     sent = [w.astype(np.float64) - s for w, s in zip(weights, start, strict=True)]
     assert global_norm(sent) <= 0.1 + 1e-5
+
+
+def test_a_dp_client_reports_no_test_split_size_either():
+    start = weights_of(tabular_mlp())
+    assert tiny_client(None).evaluate(start, {})[1] == 10
+    client = tiny_client(DPSettings(clip_norm=0.1, noise_multiplier=1.0))
+    assert client.evaluate(start, {})[1] == 1
+    _, _, metrics = client.fit(start, {SAMPLED_KEY: 3, "evaluate-first": True})
+    assert metrics["prior_examples"] == 1

@@ -188,9 +188,7 @@ def test_epsilon_is_dp_accountings_for_the_same_sampling_noise_and_steps(q, sigm
 
 def test_rounds_at_different_rates_and_noise_compose():
     parts = [(0.28, 1.1, 24), (0.14, 2.0, 48), (0.28, 1.1, 8)]
-    assert epsilon_of([Steps(*p) for p in parts], 1e-5) == pytest.approx(
-        accountants_epsilon(parts)
-    )
+    assert epsilon_of([Steps(*p) for p in parts], 1e-5) == pytest.approx(accountants_epsilon(parts))
 
 
 def test_more_rounds_spend_more_and_no_noise_has_no_bound():

@@ -97,9 +97,7 @@ def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
         ("seed=1", "seed (checkpoint: 42, this run: 1)"),
     ],
 )
-def test_a_resume_that_would_change_the_model_or_the_guarantee_is_refused(
-    tmp_path, change, named
-):
+def test_a_resume_that_would_change_the_model_or_the_guarantee_is_refused(tmp_path, change, named):
     base = [f"output_dir={tmp_path}", "task=breast_cancer"]
     state = run_state(compose_config(base), tmp_path)
     state.save(1, state.weights, False)
