@@ -52,15 +52,28 @@ objective:
 """
 
 
+def new_app(path: Path) -> Path:
+    """`fl-app new <path> --name mine`, checked."""
+    made = subprocess.run([FL_APP, "new", str(path), "--name", "mine"], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return path
+
+
+def train_app(app: Path, home: Path, run_config: str, nodes: int):
+    """`flwr run` of `app` on a fresh local simulation SuperLink; its RunResult."""
+    with LocalSuperLink(home) as link:
+        return link.submit(
+            run_config, f"num-supernodes={nodes} client-resources-num-cpus=1", app_dir=app
+        )
+
+
 def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypts(tmp_path):
     """The issue's user: `fl-app new`, their own module and YAML, a Parquet file; HE."""
     import keras
     import pandas as pd
 
-    app = tmp_path / "hospital"
-    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    app = new_app(tmp_path / "hospital")
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(rng.normal(50, 10, size=(360, 3)), columns=["age", "bp", "hr"])
     frame["ward_id"] = rng.integers(0, 12, size=360)
@@ -71,13 +84,11 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
         WARDS_YAML.format(path=tmp_path / "patients.parquet")
     )
     out = tmp_path / "out"
-    with LocalSuperLink(tmp_path / "flwr_home") as link:
-        result = link.submit(
-            f"num-server-rounds=2 output-dir='{out}' "
-            "overrides='task=wards federation.num_supernodes=3 train.learning_rate=0.02'",
-            "num-supernodes=3 client-resources-num-cpus=1",
-            app_dir=app,
-        )
+    result = train_app(
+        app, tmp_path / "flwr_home",
+        f"num-server-rounds=2 output-dir='{out}' "
+        "overrides='task=wards federation.num_supernodes=3 train.learning_rate=0.02'", 3,
+    )  # fmt: skip
     assert result.status == "finished:completed", result.output[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "wards" and summary["encrypted"] is True
@@ -136,10 +147,7 @@ def test_record_dp_refuses_a_batch_normalization_nested_in_a_users_layer(tmp_pat
     trained its moving statistics without noise and sent them with the weights."""
     import pandas as pd
 
-    app = tmp_path / "nested"
-    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    app = new_app(tmp_path / "nested")
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
     frame["y"] = (frame["a"] > 0).astype("int64")
@@ -151,13 +159,11 @@ def test_record_dp_refuses_a_batch_normalization_nested_in_a_users_layer(tmp_pat
         "objective: {loss: binary_crossentropy}\n"
     )
     out = tmp_path / "out"
-    with LocalSuperLink(tmp_path / "flwr_home") as link:
-        result = link.submit(
-            f"num-server-rounds=1 output-dir='{out}' overrides='task=nested "
-            "federation.num_supernodes=2 dp.enabled=true dp.level=record'",
-            "num-supernodes=2 client-resources-num-cpus=1",
-            app_dir=app,
-        )
+    result = train_app(
+        app, tmp_path / "flwr_home",
+        f"num-server-rounds=1 output-dir='{out}' overrides='task=nested "
+        "federation.num_supernodes=2 dp.enabled=true dp.level=record'", 2,
+    )  # fmt: skip
     assert result.status == "finished:failed"
     assert "(BatchNormalization) computes batch statistics" in result.output, result.output[-3000:]
     assert not (out / "checkpoint.npz").exists()  # refused before round 1
@@ -167,10 +173,7 @@ def test_fl_experiment_in_a_user_app_sweeps_that_apps_task(tmp_path):
     """`cd app && fl-experiment -m ...`: each job runs the user's app with its conf/."""
     import csv
 
-    app = tmp_path / "clinic"
-    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    app = new_app(tmp_path / "clinic")
     sweep = tmp_path / "sweep"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "fl-experiment"), "-m", "task=mine",
@@ -195,10 +198,7 @@ def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeyp
     from fl_app.ops.apps import compose_for_app
     from fl_app.ops.flower import FlowerCLI
 
-    app = tmp_path / "clinic"
-    made = subprocess.run([FL_APP, "new", str(app), "--name", "mine"], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    app = new_app(tmp_path / "clinic")
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr_home"))
     monkeypatch.setattr(sys, "path", list(sys.path))  # compose_for_app adds the app
     out = tmp_path / "out"
