@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, to_payload
 from fl_app.crypto.presets import get_preset
@@ -28,6 +30,8 @@ def decrypt_checkpoint(
     preset = get_preset(identity["he_preset"])
     weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
     cfg = compose_for_app([f"task={identity['task']}", f"task.model={identity['model']}"], app_dir)
+    if "model_args" in identity:  # the run's own architecture (checkpoints since issue 21)
+        OmegaConf.update(cfg, "task.model_args", identity["model_args"], merge=False)
     net = new_model(cfg)
     net.set_weights(weights)
     out.parent.mkdir(parents=True, exist_ok=True)
