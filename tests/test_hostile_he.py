@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from test_he_strategy import SHAPES, client_result, decrypt, make_round
 
 from fl_app.config import ConfigError, compose_config
@@ -172,3 +172,36 @@ def test_an_honest_client_refuses_a_garbage_aggregate_before_evaluating_it(keys,
     arrays = [np.frombuffer(b, np.uint8) for b in forged]
     with pytest.raises(PayloadError):
         client.evaluate(arrays, {ENCRYPTED_KEY: True})
+
+
+# ---------------------------------------------------------------- issue 22
+
+
+def _with_header_bytes(result, header: bytes):
+    proxy, res = result
+    arrays = [np.frombuffer(header, np.uint8), *parameters_to_ndarrays(res.parameters)[1:]]
+    return proxy, dataclasses.replace(res, parameters=ndarrays_to_parameters(arrays))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"[" * 50000,  # RecursionError in json
+        b'{"version": 1, "preset": "seeded", "scheme": "bfv", "fingerprint": "f", '
+        b'"layout": {"shapes": [[2]], "dtypes": ["float32"]}, "count": 1e400}',  # Overflow
+        b'{"version": 1, "preset": "seeded", "scheme": "bfv", "fingerprint": "f", '
+        b'"layout": {"shapes": [[1e400]], "dtypes": ["float32"]}, "count": 1}',
+        b'{"version": 1, "preset": "seeded", "scheme": "bfv", "fingerprint": "f", '
+        b'"layout": [], "count": 1}',  # AttributeError-shaped
+    ],
+    ids=["nested", "count-1e400", "shape-1e400", "layout-list"],
+)
+def test_a_header_that_crashed_the_server_drops_that_client_not_the_round(keys, header, caplog):
+    strategy, proxies, config, _ = make_round(keys, [10, 10, 10])
+    honest = [client_result(keys, p, ONES, 10, config) for p in proxies[:2]]
+    hostile = _with_header_bytes(client_result(keys, proxies[2], ONES, 10, config), header)
+    params, _ = strategy.aggregate_fit(1, [*honest, hostile], [])
+    for got in decrypt(keys, params):  # the honest clients' mean, exactly
+        np.testing.assert_allclose(got, 1.0, atol=1e-5)
+    assert strategy.history.row(1)["fit_failures"] == 1
+    assert "client c2 rejected: header is not valid" in caplog.text

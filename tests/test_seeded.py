@@ -108,7 +108,7 @@ def test_ciphertexts_of_other_parameters_are_refused(seeded, n, bits, plain_bits
     other = dict(poly_modulus_degree=n, coeff_mod_bit_sizes=bits, plain_modulus_bits=plain_bits)
     stranger = SeededContext.build(PRESET.__class__(**{**PRESET.__dict__, **other}))
     good = payload_of(secret)
-    with pytest.raises(PayloadError, match="does not deserialise"):
+    with pytest.raises(PayloadError, match=r"does not deserialise|expected 2 parts, N=2048"):
         checker(public).check([good[0], stranger.encrypt(np.zeros(5)), good[2]])
 
 
@@ -142,3 +142,81 @@ def test_without_memfd_the_scratch_file_is_private_and_removed(seeded, tmp_path,
     blob = secret.encrypt(np.arange(10))
     assert public.load(blob).serialize()
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- only seeded uploads
+
+
+def reencoded(blob: bytes, mode: int) -> bytes:
+    """The same SEAL object with its members stored under compression `mode`."""
+    import struct
+    import zlib
+
+    import zstandard
+
+    magic, size, major, minor, _, reserved, _ = struct.unpack_from("<HBBBBHQ", blob)
+    members = zstandard.ZstdDecompressor().stream_reader(blob[16:]).read()
+    body = {0: members, 1: zlib.compress(members), 2: zstandard.compress(members)}[mode]
+    header = struct.pack("<HBBBBHQ", magic, size, major, minor, mode, reserved, 16 + len(body))
+    return header + body
+
+
+def test_an_upload_made_with_the_public_key_alone_is_refused(seeded):
+    """Issue 22: the public context is enough to encrypt values of one's choice. Under the
+    seeded preset honest uploads are seeded ciphertexts, which need the secret key; the
+    full form is refused from its bytes."""
+    secret, public = seeded
+    chosen = np.full(PRESET.poly_modulus_degree, 3 << PRESET.scale_bits, dtype=np.int64)
+    plaintext = sealapi.Plaintext()
+    sealapi.BatchEncoder(public.context).encode(chosen.tolist(), plaintext)
+    forged = sealapi.Ciphertext()
+    sealapi.Encryptor(public.context, public.public_key).encrypt(plaintext, forged)
+    blob = memfile.save_bytes(forged.save)
+    # What the attack does without the check: it decrypts to the attacker's values.
+    np.testing.assert_array_equal(secret.decrypt(secret.load(blob)), chosen)
+    good = payload_of(secret)
+    with pytest.raises(PayloadError, match="ciphertext 0 refused: a full ciphertext, not a seeded"):
+        checker(public).check([good[0], blob, good[2]])
+    total = secret.load(good[1])
+    total += secret.load(good[1])  # a sum is full too: a client cannot send one either
+    with pytest.raises(PayloadError, match="a full ciphertext"):
+        checker(public).check([good[0], total.serialize(), good[2]])
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["none", "zlib", "zstd"])
+def test_a_seeded_upload_passes_under_every_compression_seal_writes(seeded, mode):
+    secret, public = seeded
+    good = payload_of(secret)
+    vectors = checker(public).check([good[0], reencoded(good[1], mode), good[2]])
+    assert len(vectors) == 2
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda b: b + b"\0", "bytes after its end"),
+        (lambda b: b[:-1], "header claims"),
+        (lambda b: b[:2] + b"\x20" + b[3:], "not a SEAL object"),
+        (lambda b: b[:5] + b"\x07" + b[6:], "compression mode 7"),
+        (lambda b: b[:16] + b"\0" * (len(b) - 16), "does not decompress"),
+    ],
+    ids=["trailing", "truncated", "header-size", "compression", "garbage-body"],
+)
+def test_malformed_seeded_uploads_are_refused_with_the_reason(seeded, mutate, reason):
+    secret, public = seeded
+    good = payload_of(secret)
+    with pytest.raises(PayloadError, match=reason):
+        checker(public).check([good[0], mutate(good[1]), good[2]])
+
+
+def test_a_decompression_bomb_is_refused_without_being_inflated(seeded):
+    import struct
+
+    import zstandard
+
+    secret, public = seeded
+    good = payload_of(secret)
+    bomb = zstandard.compress(b"\0" * (64 << 20))  # 64 MB of zeros in a few kB
+    header = struct.pack("<HBBBBHQ", 0xA15E, 16, 4, 1, 2, 0, 16 + len(bomb))
+    with pytest.raises(PayloadError, match="decompresses to more than"):
+        checker(public).check([good[0], header + bomb, good[2]])

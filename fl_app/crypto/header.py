@@ -67,7 +67,11 @@ class Header:
             )
         except PayloadError:
             raise
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        except (
+            UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError,
+            RecursionError,  # b"[" * 50000: JSON nested past Python's stack
+            OverflowError,  # 1e400 read as infinity where an integer belongs
+        ) as err:  # fmt: skip
             raise PayloadError(f"header is not valid: {type(err).__name__}") from err
 
 

@@ -20,6 +20,7 @@ from fl_app.crypto.header import Header, PayloadError, check_header
 from fl_app.crypto.keys import Context, fingerprint
 from fl_app.crypto.packing import Layout, spans
 from fl_app.crypto.presets import Preset
+from fl_app.crypto.seal_form import NotSeeded
 from fl_app.crypto.seeded import SeededContext
 
 
@@ -53,6 +54,15 @@ def _load_vector(ctx: Context, preset: Preset, blob: bytes):
     if preset.scheme == "bfv":
         return ts.bfv_vector_from(ctx, blob)
     return ts.ckks_vector_from(ctx, blob)
+
+
+def _load_upload(ctx: Context, preset: Preset, blob: bytes):
+    """A client's ciphertext; under the seeded preset only the seeded form, which only a
+    holder of the secret key can make (public-key presets: anyone with the public key
+    can encrypt, and node authentication decides who may send)."""
+    if isinstance(ctx, SeededContext):
+        return ctx.load_upload(blob)
+    return _load_vector(ctx, preset, blob)
 
 
 def encrypt_update(
@@ -188,7 +198,9 @@ class EncryptedSum:
                     f"ciphertext {index} has {len(blob)} bytes, allowed 1..{self._max_bytes}"
                 )
             try:
-                vector = _load_vector(self.ctx, self.preset, blob)
+                vector = _load_upload(self.ctx, self.preset, blob)
+            except NotSeeded as err:
+                raise PayloadError(f"ciphertext {index} refused: {err}") from err
             except Exception as err:  # TenSEAL raises bare ValueError/RuntimeError
                 raise PayloadError(
                     f"ciphertext {index} does not deserialise: {type(err).__name__}"

@@ -25,6 +25,7 @@ import numpy as np
 from fl_app.crypto._tenseal import sealapi
 from fl_app.crypto.memfile import load_bytes, save_bytes
 from fl_app.crypto.presets import Preset
+from fl_app.crypto.seal_form import require_seeded
 
 MAGIC = b"fl_app seeded-bfv 1\n"
 _PARTS = ("parms", "public_key", "secret_key")
@@ -127,6 +128,16 @@ class SeededContext:
         if ciphertext.parms_id() != self.context.first_parms_id():
             raise ValueError("ciphertext is at another level than the parameters' one")
         return SeededCiphertext(self, ciphertext)
+
+    def load_upload(self, blob: bytes) -> SeededCiphertext:
+        """A client's upload: only a seeded ciphertext (NotSeeded otherwise, read from
+        its bytes before SEAL loads it), which nobody can make without the secret key."""
+        require_seeded(
+            blob,
+            poly_modulus_degree=self.parms.poly_modulus_degree(),
+            coeff_count=len(self.parms.coeff_modulus()),
+        )
+        return self.load(blob)
 
     def decrypt(self, ciphertext: SeededCiphertext) -> np.ndarray:
         """The N slot values as signed integers (needs the secret key)."""
