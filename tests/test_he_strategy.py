@@ -22,7 +22,14 @@ from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
 from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.he_strategy import HEFedAvg
-from fl_app.fl.protocol import ENCRYPTED_KEY, EXAMPLES_KEY, REFERENCE_KEY, ROUND_KEY, RUN_TAG_KEY
+from fl_app.fl.protocol import (
+    ENCRYPTED_KEY,
+    EVAL_EXAMPLES_KEY,
+    EXAMPLES_KEY,
+    REFERENCE_KEY,
+    ROUND_KEY,
+    RUN_TAG_KEY,
+)
 from fl_app.run.history import RunHistory
 
 SHAPES = [(4, 3), (3,), (50,)]
@@ -34,7 +41,10 @@ def make_round(keys, counts, *, min_fit_clients=2):
     initial = [np.zeros(s, np.float32) for s in SHAPES]
     saved = []
     proxies = [FakeProxy(f"c{i}") for i in range(len(counts))]
-    announced = {p.cid: {EXAMPLES_KEY: n} for p, n in zip(proxies, counts, strict=True)}
+    announced = {
+        p.cid: {EXAMPLES_KEY: n, EVAL_EXAMPLES_KEY: max(1, n // 4)}
+        for p, n in zip(proxies, counts, strict=True)
+    }
     strategy = HEFedAvg(
         public_context=public,
         preset=preset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -205,3 +206,75 @@ def test_a_header_that_crashed_the_server_drops_that_client_not_the_round(keys, 
         np.testing.assert_allclose(got, 1.0, atol=1e-5)
     assert strategy.history.row(1)["fit_failures"] == 1
     assert "client c2 rejected: header is not valid" in caplog.text
+
+
+def _evaluation(proxy, examples: int, accuracy: float):
+    from flwr.common import EvaluateRes
+
+    return proxy, EvaluateRes(Status(Code.OK, "ok"), 0.5, examples, {"accuracy": accuracy})
+
+
+def test_an_evaluation_claiming_more_examples_than_announced_is_that_clients_failure(keys, caplog):
+    strategy, proxies, _, _ = make_round(keys, [40, 40, 40])  # each announced 10 test rows
+    results = [_evaluation(proxies[0], 10, 0.5), _evaluation(proxies[1], 10, 0.7)]
+    results.append(_evaluation(proxies[2], 10**9, 1.0))
+    _, metrics = strategy.aggregate_evaluate(1, results, [])
+    assert metrics["accuracy"] == pytest.approx(0.6)  # not 0.99999996
+    row = strategy.history.row(1)
+    assert (row["eval_clients"], row["eval_failures"]) == (2, 1)
+    assert "client c2 rejected: its evaluation claims 1000000000 examples, more than the 10" in (
+        caplog.text
+    )
+
+
+def test_an_evaluation_with_fit_claiming_too_many_examples_is_left_out(keys, caplog):
+    strategy, proxies, config, _ = make_round(keys, [40, 40])
+    results = []
+    for proxy, (examples, accuracy) in zip(proxies, [(10, 0.5), (10**9, 1.0)], strict=True):
+        proxy_, res = client_result(keys, proxy, ONES, 40, config)
+        metrics = {"prior_loss": 0.1, "prior_accuracy": accuracy, "prior_examples": examples}
+        results.append((proxy_, dataclasses.replace(res, metrics=metrics)))
+    strategy.aggregate_fit(2, results, [])
+    assert strategy.history.row(1)["eval_accuracy"] == pytest.approx(0.5)
+    assert "claims 1000000000 examples" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            {"num-examples": 2 * 10**6, "num-eval-examples": 5},
+            r"it reported 2000000 examples, "
+            r"allowed 1\.\.1000000 \(he\.max_examples\)",
+        ),
+        ("its reply is an error (code 1): boom", r"its reply is an error \(code 1\): boom"),
+        ({"num-examples": "ten", "num-eval-examples": 5}, "it answered num-examples='ten'"),
+        ({"num-examples": 10}, "it answered num-eval-examples=None"),
+    ],
+    ids=["too-many", "error-reply", "not-an-int", "no-eval-count"],
+)
+def test_a_client_left_out_of_a_round_is_told_apart_by_its_real_reason(keys, answer, reason,
+                                                                       caplog):  # fmt: skip
+    from fakes import FakeProxy
+    from flwr.server.client_manager import SimpleClientManager
+
+    from fl_app.fl.example_counts import ExampleCounts
+    from fl_app.fl.he_strategy import HEFedAvg
+    from fl_app.run.history import RunHistory
+
+    preset, _, public = keys
+    initial = [np.zeros(s, np.float32) for s in [(4, 3), (3,), (50,)]]
+    proxies = [FakeProxy("ok"), FakeProxy("odd")]
+    answers = {"ok": {"num-examples": 10, "num-eval-examples": 3}, "odd": answer}
+    strategy = HEFedAvg(
+        public_context=public, preset=preset, layout=Layout.of(initial),
+        example_counts=ExampleCounts(lambda rnd, asked: dict(answers), max_examples=10**6),
+        history=RunHistory(), initial_parameters=ndarrays_to_parameters(initial),
+        min_fit_clients=1, min_available_clients=1,
+    )  # fmt: skip
+    manager = SimpleClientManager()
+    for proxy in proxies:
+        manager.register(proxy)
+    kept = strategy.configure_fit(1, strategy.initial_parameters, manager)
+    assert [proxy.cid for proxy, _ in kept] == ["ok"]
+    assert re.search(rf"client odd left out: {reason}", caplog.text), caplog.text

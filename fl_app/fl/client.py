@@ -10,6 +10,7 @@ from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
 from fl_app.fl.protocol import (
+    EVAL_EXAMPLES_KEY,
     EVALUATE_FIRST_KEY,
     EXAMPLES_KEY,
     PRIOR_EXAMPLES,
@@ -81,8 +82,13 @@ class KerasClient(NumPyClient):
         """What is sent back for `weights` (plaintext here)."""
         return weights
 
+    @property
+    def eval_weight(self) -> int:
+        """What this client's evaluation weighs: its test split's size, or 1 under DP."""
+        return 1 if self.dp is not None else len(self.data.test)
+
     def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
-        return {EXAMPLES_KEY: self.weight}
+        return {EXAMPLES_KEY: self.weight, EVAL_EXAMPLES_KEY: self.eval_weight}
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
         return weights_of(self.net)
@@ -142,5 +148,4 @@ class KerasClient(NumPyClient):
         elapsed = time.perf_counter() - started
         loss = results.pop("loss")
         # Under client-level DP no count leaves the client: every evaluation weighs 1.
-        examples = 1 if self.dp is not None else len(self.data.test)
-        return loss, examples, {**results, "eval_seconds": elapsed}
+        return loss, self.eval_weight, {**results, "eval_seconds": elapsed}

@@ -3,7 +3,9 @@ inside the next round's fit (one message per round instead of two)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flwr.common import FitRes, Scalar
 from flwr.server.client_proxy import ClientProxy
@@ -33,21 +35,41 @@ class EvaluationPlan:
         return self.with_fit and rnd > 1 and self.evaluates(rnd - 1)
 
 
+EvalLimit = Callable[[str], int | None]  # client id -> the most its evaluation may weigh
+
+
+def over_limit(cid: str, examples: Any, limit: EvalLimit) -> str | None:
+    """Why an evaluation claiming `examples` test examples cannot be counted, or None."""
+    allowed = limit(cid)
+    if allowed is not None and not (isinstance(examples, int) and examples <= allowed):
+        return (
+            f"client {cid} rejected: its evaluation claims {examples!r} examples, more than "
+            f"the {allowed} it announced for its test split"
+        )
+    return None
+
+
 def split_prior_evaluation(
-    results: list[tuple[ClientProxy, FitRes]],
-) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Scalar]]:
+    results: list[tuple[ClientProxy, FitRes]], limit: EvalLimit = lambda cid: None
+) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Scalar], list[str]]:
     """Fit results without the evaluation of the model their clients received
-    (strategy.evaluate_with_fit), and that evaluation as a round's `eval_*` record:
-    every metric's mean weighted by test examples, and how many clients reported."""
+    (strategy.evaluate_with_fit), that evaluation as a round's `eval_*` record (every
+    metric's mean weighted by test examples, and how many clients reported), and why
+    evaluations weighing more than their client's `limit` were left out."""
     stripped, split = split_metrics(results, lambda key: key.startswith(PRIOR_PREFIX))
+    refused = [
+        reason for cid, m in split if (reason := over_limit(cid, m.get(PRIOR_EXAMPLES), limit))
+    ]
     evaluations = [
         (int(m[PRIOR_EXAMPLES]), {k[len(PRIOR_PREFIX) :]: v for k, v in m.items()})
-        for _, m in split
-        if isinstance(m.get(PRIOR_EXAMPLES), int) and m[PRIOR_EXAMPLES] > 0
+        for cid, m in split
+        if isinstance(m.get(PRIOR_EXAMPLES), int)
+        and m[PRIOR_EXAMPLES] > 0
+        and over_limit(cid, m[PRIOR_EXAMPLES], limit) is None
     ]
     if not evaluations:
-        return stripped, {}
+        return stripped, {}, refused
     means = weighted_mean_metrics(evaluations)
     means.pop("examples", None)
     record = {f"eval_{k}" if k != "eval_seconds" else k: v for k, v in means.items()}
-    return stripped, {"eval_clients": len(evaluations), **record}
+    return stripped, {"eval_clients": len(evaluations), **record}, refused

@@ -20,17 +20,17 @@ from flwr.compat.common import recorddict_compat as compat
 from flwr.server import Grid
 from flwr.server.client_proxy import ClientProxy
 
-from fl_app.fl.protocol import EXAMPLES_KEY
+from fl_app.fl.protocol import EVAL_EXAMPLES_KEY, EXAMPLES_KEY
 
-# (round, clients) -> {client id: the properties it answered}; clients that did not
-# answer are missing.
-PropertiesQuery = Callable[[int, list[ClientProxy]], dict[str, dict[str, Scalar]]]
+# (round, clients) -> {client id: the properties it answered, or why its reply is an
+# error}; clients that did not answer at all are missing.
+PropertiesQuery = Callable[[int, list[ClientProxy]], dict[str, dict[str, Scalar] | str]]
 
 
 def grid_properties_query(grid: Grid, timeout: float) -> PropertiesQuery:
     """Ask clients for their properties in one batch of messages through `grid`."""
 
-    def query(rnd: int, proxies: list[ClientProxy]) -> dict[str, dict[str, Scalar]]:
+    def query(rnd: int, proxies: list[ClientProxy]) -> dict[str, dict[str, Scalar] | str]:
         by_node = {proxy.node_id: proxy for proxy in proxies}
         messages = [
             Message(
@@ -42,10 +42,15 @@ def grid_properties_query(grid: Grid, timeout: float) -> PropertiesQuery:
             )
             for proxy in proxies
         ]
-        answers = {}
+        answers: dict[str, dict[str, Scalar] | str] = {}
         for reply in grid.send_and_receive(messages):
             proxy = by_node.get(reply.metadata.src_node_id)
-            if proxy is not None and not reply.has_error():
+            if proxy is None:
+                continue
+            if reply.has_error():
+                error = reply.error
+                answers[proxy.cid] = f"its reply is an error (code {error.code}): {error.reason}"
+            else:
                 res = compat.recorddict_to_getpropertiesres(reply.content)
                 answers[proxy.cid] = res.properties
         return answers
@@ -61,9 +66,19 @@ class ExampleCounts:
         self._query = query
         self.max_examples = max_examples
         self._counts: dict[str, int] = {}
+        self._eval_counts: dict[str, int] = {}
+        self._refused: dict[str, str] = {}  # why a client's count is not known
 
     def get(self, cid: str) -> int | None:
         return self._counts.get(cid)
+
+    def eval_limit(self, cid: str) -> int | None:
+        """The test-split size the client announced: the most its evaluation may weigh."""
+        return self._eval_counts.get(cid)
+
+    def why_unknown(self, cid: str) -> str:
+        """Why client `cid` has no count: what it answered, or that it did not answer."""
+        return self._refused.get(cid, "it did not answer the example-count query")
 
     def learn(self, rnd: int, proxies: list[ClientProxy]) -> None:
         """Ask the clients among `proxies` whose count is not known yet."""
@@ -71,9 +86,29 @@ class ExampleCounts:
         if not unknown:
             return
         learned = 0
-        for cid, properties in self._query(rnd, unknown).items():
-            examples = properties.get(EXAMPLES_KEY)
-            if isinstance(examples, int) and 1 <= examples <= self.max_examples:
-                self._counts[cid] = examples
+        for cid, answer in self._query(rnd, unknown).items():
+            reason = self._learn_one(cid, answer)
+            if reason is None:
                 learned += 1
+            else:
+                self._refused[cid] = reason
         log(DEBUG, "round %d: learned example counts of %d client(s)", rnd, learned)
+
+    def _learn_one(self, cid: str, answer: dict[str, Scalar] | str) -> str | None:
+        """Remember one client's counts; or why they cannot be used."""
+        if isinstance(answer, str):
+            return answer
+        examples, evaluation = answer.get(EXAMPLES_KEY), answer.get(EVAL_EXAMPLES_KEY)
+        if not isinstance(examples, int) or isinstance(examples, bool):
+            return f"it answered {EXAMPLES_KEY}={examples!r}, allowed an integer"
+        if not 1 <= examples <= self.max_examples:
+            return (
+                f"it reported {examples} examples, allowed 1..{self.max_examples} "
+                "(he.max_examples)"
+            )
+        if not isinstance(evaluation, int) or not 1 <= evaluation <= self.max_examples:
+            return f"it answered {EVAL_EXAMPLES_KEY}={evaluation!r}, allowed 1..he.max_examples"
+        self._counts[cid] = examples
+        self._eval_counts[cid] = evaluation
+        self._refused.pop(cid, None)
+        return None

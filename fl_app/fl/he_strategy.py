@@ -82,8 +82,8 @@ class HEFedAvg(RecordingFedAvg):
         kept = []
         for proxy, ins in instructions:
             if self.example_counts.get(proxy.cid) is None:
-                log(WARNING, "round %d: client %s left out: its example count is unknown",
-                    rnd, proxy.cid)  # fmt: skip
+                log(WARNING, "round %d: client %s left out: %s",
+                    rnd, proxy.cid, self.example_counts.why_unknown(proxy.cid))  # fmt: skip
             else:
                 kept.append((proxy, ins))
         # Fit and evaluate of a round share one R: the one announced for fit.
@@ -101,6 +101,10 @@ class HEFedAvg(RecordingFedAvg):
             (proxy, dataclasses.replace(ins, config={**ins.config, **he_config}))
             for proxy, ins in kept
         ]
+
+    def eval_limit(self, cid: str) -> int | None:
+        """The test-split size the client announced with its example count (0 if none)."""
+        return self.example_counts.eval_limit(cid) or 0
 
     def screen_results(
         self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]

@@ -18,7 +18,8 @@ Every mode, each round:
 
 An HE round (strategy=he), in order:
   1. example-count query   GET_PROPERTIES, once per client in its first round, all
-                           unknown clients in one batch; reply {EXAMPLES_KEY: n_k}
+                           unknown clients in one batch; reply {EXAMPLES_KEY: n_k,
+                           EVAL_EXAMPLES_KEY: the weight its evaluations may claim}
   2. fit instruction       REFERENCE_KEY = R, the sampled clients' total of n_k;
                            RUN_TAG_KEY, to which (with ROUND_KEY) the update is bound;
                            ENCRYPTED_KEY = whether the parameters are an encrypted
@@ -60,6 +61,7 @@ DP_HOLDER = "dp_holder"  # str: the holder's id in its ledger (stable across run
 
 # ---------------------------------------------------------------- client properties
 EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight
+EVAL_EXAMPLES_KEY = "num-eval-examples"  # int: the most its evaluation may weigh (test split)
 
 # ---------------------------------------------------------------- SuperNode node config
 NODE_DATA_KEY = "data-path"  # the node's own data file (NPZ or CSV)

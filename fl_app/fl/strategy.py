@@ -14,7 +14,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from fl_app.fl.evaluation import EvaluationPlan, split_prior_evaluation
+from fl_app.fl.evaluation import EvaluationPlan, over_limit, split_prior_evaluation
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY, SAMPLED_KEY
 from fl_app.fl.results import (
     Failure,
@@ -146,7 +146,9 @@ class RecordingFedAvg(FedAvg):
         received = sum(payload_bytes(res.parameters) for _, res in results)
         self.history.add(rnd, "bytes_up", received)
         results, duplicates = one_per_client(results)
-        results, prior = split_prior_evaluation(results)
+        results, prior, refused = split_prior_evaluation(results, self.eval_limit)
+        for reason in refused:
+            log(WARNING, "round %d evaluation (with fit): dropped %s", rnd - 1, reason)
         if prior:
             self.history.record(rnd - 1, **prior)
         results, spent = holder_privacy(results)
@@ -202,6 +204,7 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, results: EvaluateResults, failures: list[Failure]
     ) -> tuple[float | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
+        results, failures = self._bounded_evaluations(results, failures)
         self._log_failures(rnd, "evaluate", failures)
         loss, metrics = super().aggregate_evaluate(rnd, results, failures)
         self.history.record(
@@ -215,6 +218,24 @@ class RecordingFedAvg(FedAvg):
         self._end_round(rnd)
         self._complete(rnd)
         return loss, metrics
+
+    def eval_limit(self, cid: str) -> int | None:
+        """The most client `cid`'s evaluation may weigh (None: no announced bound)."""
+        return None
+
+    def _bounded_evaluations(
+        self, results: EvaluateResults, failures: list[Failure]
+    ) -> tuple[EvaluateResults, list[Failure]]:
+        """Evaluations within their client's limit; the others as that client's failure
+        (one client claiming 10^9 test examples would set the run's metric)."""
+        kept, failures = [], list(failures)
+        for proxy, res in results:
+            reason = over_limit(proxy.cid, res.num_examples, self.eval_limit)
+            if reason is None:
+                kept.append((proxy, res))
+            else:
+                failures.append(ValueError(reason))
+        return kept, failures
 
     # ------------------------------------------------------------ bookkeeping
     def _run_round(self, server_round: int) -> int:
