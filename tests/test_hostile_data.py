@@ -113,3 +113,12 @@ def test_any_generated_file_loads_valid_or_raises_data_error_naming_it(tmp_path,
         assert str(path) in str(err)
         return
     valid(node.train)
+
+
+def test_a_label_with_one_row_is_named_with_its_source_not_a_raw_stratify_error():
+    """Issue 22, item 6: scikit-learn's stratify error named no file and no label."""
+    from fl_app.ml.data import pool_and_server_test
+
+    spec = DataSpec("fl_app_test_sources.one_of_a_kind")
+    with pytest.raises(DataError, match=r"'fl_app_test_sources.one_of_a_kind': label 2 has 1 row"):
+        pool_and_server_test(spec, 0.2, 0)

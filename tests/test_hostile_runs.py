@@ -122,3 +122,29 @@ def test_a_tracking_store_that_does_not_work_refuses_the_run_before_keys_exist(t
     with pytest.raises(ConfigError, match=r"tracking.uri='nosuchscheme://x' is invalid"):
         start(run_dir, "he", "tracking=mlflow tracking.uri=nosuchscheme://x")
     assert not run_dir.exists()  # no keys generated, no event files
+
+
+def test_decrypt_of_a_checkpoint_without_its_preset_names_what_is_missing(tmp_path):
+    """Issue 22, item 6: a raw KeyError before."""
+    from fl_app.run.checkpoint import save_checkpoint
+
+    bad = tmp_path / "checkpoint.npz"
+    meta = {"identity": {"task": "digits"}, "encrypted": True, "completed_rounds": 1}
+    save_checkpoint(bad, [np.zeros(3, np.uint8)], meta)
+    result = subprocess.run(
+        [FL_APP, "decrypt", "--secret", str(tmp_path / "none.ctx"), "--checkpoint", str(bad),
+         "--out", str(tmp_path / "m.keras")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "names no HE preset in its metadata" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_key_file_seal_refuses_keeps_seals_reason(tmp_path):
+    from fl_app.crypto.keys import HEKeyError, load_context
+
+    bad = tmp_path / "public.ctx"
+    bad.write_bytes(b"\x5e\xa1" + b"\0" * 64)  # SEAL's magic, then nothing it can read
+    with pytest.raises(HEKeyError, match=rf"{bad} is not an HE context: \w+: .+"):
+        load_context(bad)

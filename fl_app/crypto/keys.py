@@ -147,7 +147,7 @@ def load_context(path: Path) -> Context:
     try:
         return context_from(data)
     except Exception as err:  # TenSEAL and SEAL raise bare ValueError/RuntimeError
-        raise HEKeyError(f"{path} is not an HE context: {type(err).__name__}") from err
+        raise HEKeyError(f"{path} is not an HE context: {type(err).__name__}: {err}") from err
 
 
 def context_from(data: bytes) -> Context:

@@ -15,6 +15,7 @@ from datasets import Dataset
 from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
 from sklearn.model_selection import train_test_split
 
+from fl_app.ml.checks import DataError
 from fl_app.ml.features import Features, fingerprint, take
 from fl_app.ml.scaling import PREPROCESSING, standardise
 from fl_app.ml.sources import DataSpec, load_source
@@ -91,6 +92,14 @@ def _pool_and_server_test(
     data: DataSpec, server_test_fraction: float, seed: int
 ) -> tuple[Split, Split]:
     rows = Split(*load_source(data))
+    if data.classification:
+        labels, counts = np.unique(rows.y, return_counts=True)
+        if counts.min() < 2:
+            raise DataError(
+                f"source {data.source!r}: label {labels[counts.argmin()]} has "
+                f"{counts.min()} row(s); the server's stratified test split "
+                "(task.server_test_fraction) needs at least 2 of every label"
+            )
     pool, test = train_test_split(  # row indices: the same split as of the arrays
         np.arange(len(rows)), test_size=server_test_fraction, random_state=seed,
         stratify=rows.y if data.classification else None,

@@ -27,6 +27,11 @@ def decrypt_checkpoint(
     identity = meta.get("identity", {})
     if not meta.get("encrypted"):
         raise ValueError(f"{checkpoint} holds a plaintext model; nothing to decrypt")
+    if "he_preset" not in identity:
+        raise ValueError(
+            f"{checkpoint} names no HE preset in its metadata (identity: {sorted(identity)}); "
+            "it was not written by an fl_app HE run, or its metadata was changed"
+        )
     preset = get_preset(identity["he_preset"])
     weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
     cfg = compose_for_app([f"task={identity['task']}", f"task.model={identity['model']}"], app_dir)
