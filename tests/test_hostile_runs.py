@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fl_app.config import ConfigError
+from fl_app.config import ConfigError, compose_config
 from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fl_app.server_app import main
 
@@ -148,3 +148,33 @@ def test_a_key_file_seal_refuses_keeps_seals_reason(tmp_path):
     bad.write_bytes(b"\x5e\xa1" + b"\0" * 64)  # SEAL's magic, then nothing it can read
     with pytest.raises(HEKeyError, match=rf"{bad} is not an HE context: \w+: .+"):
         load_context(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("digits", "fl_app's bundled task 'digits'"), ("fl_app", "would depend on itself")],
+)
+def test_fl_app_new_refuses_a_name_that_would_be_silently_shadowed(tmp_path, name, reason):
+    """Issue 22, item 7: `fl-app new d1 --name digits` trained the bundled task."""
+    result = subprocess.run([FL_APP, "new", str(tmp_path / "app"), "--name", name],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"name={name!r} is invalid: it is" in result.stderr and reason in result.stderr
+    assert not (tmp_path / "app").exists()
+
+
+def test_a_user_task_named_like_a_bundled_one_is_refused_at_run_time(tmp_path):
+    (tmp_path / "conf" / "task").mkdir(parents=True)
+    (tmp_path / "conf" / "task" / "breast_cancer.yaml").write_text("name: breast_cancer\n")
+    with pytest.raises(ConfigError, match=r"breast_cancer.yaml has the name of fl_app's bundled"):
+        compose_config(["task=breast_cancer"], search_path=tmp_path / "conf")
+
+
+@pytest.mark.parametrize("key", ["output_dir", "output_root"])
+def test_a_relative_run_directory_is_refused_not_resolved_against_the_superlinks(key):
+    from fl_app.run.state import resolve_run_dir
+
+    cfg = compose_config([f"{key}=runs/mine"])
+    key_named = "output-dir" if key == "output_dir" else key
+    with pytest.raises(ConfigError, match=rf"{key_named}='runs/mine' is invalid: allowed an abs"):
+        resolve_run_dir(cfg, 1)

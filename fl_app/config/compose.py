@@ -79,6 +79,7 @@ def compose_config(
     """
     overrides = list(overrides or [])
     if search_path is not None:
+        _refuse_shadowed_tasks(search_path)
         overrides.insert(0, f"hydra.searchpath=[{_quote('file://' + str(search_path))}]")
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
@@ -89,6 +90,22 @@ def compose_config(
         raise ConfigError(f"invalid configuration {overrides}: {err}") from err
     validate(cfg)
     return cfg
+
+
+def bundled_tasks() -> list[str]:
+    """The names of fl_app's own `task/` options."""
+    return sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml"))
+
+
+def _refuse_shadowed_tasks(search_path: Path) -> None:
+    """A user app's task named like a bundled one would silently lose to it (Hydra finds
+    fl_app's first): refuse it, naming the file."""
+    for path in sorted((search_path / "task").glob("*.yaml")):
+        if path.stem in bundled_tasks():
+            raise ConfigError(
+                f"{path} has the name of fl_app's bundled task {path.stem!r}, which would be "
+                "trained instead of it; rename the file (and its `name:`)"
+            )
 
 
 def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> DictConfig:

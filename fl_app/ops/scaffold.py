@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fl_app.config.compose import bundled_tasks
+
 PYPROJECT = """\
 [build-system]
 requires = ["hatchling"]
@@ -96,6 +98,10 @@ def new_app(directory: Path, name: str) -> list[Path]:
     """Write the app's files into `directory` (refusing to overwrite); return them."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"name={name!r} is invalid: allowed a lowercase identifier (a-z, 0-9, _)")
+    taken = {"fl_app": "fl_app itself (the project would depend on itself)"}
+    taken.update({task: f"fl_app's bundled task {task!r}" for task in bundled_tasks()})
+    if name in taken:
+        raise ValueError(f"name={name!r} is invalid: it is {taken[name]}; choose another name")
     module = name
     files = {
         directory / "pyproject.toml": PYPROJECT.format(

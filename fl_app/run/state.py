@@ -26,13 +26,25 @@ def resolve_run_dir(cfg: DictConfig, run_id: int) -> Path:
     """`output_dir`, or a new time-stamped directory under `output_root`; checked to be
     a directory this process can create or write (nothing is written yet)."""
     if cfg.output_dir:
-        key, run_dir = "output-dir", Path(cfg.output_dir).expanduser().resolve()
+        key, run_dir = "output-dir", _absolute("output-dir", cfg.output_dir)
     else:
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         key = "output_root"
-        run_dir = Path(cfg.output_root).expanduser().resolve() / f"{stamp}_run{run_id}"
+        run_dir = _absolute("output_root", cfg.output_root) / f"{stamp}_run{run_id}"
     _require_writable_dir(key, run_dir)
     return run_dir
+
+
+def _absolute(key: str, value: str) -> Path:
+    """`value` as a path, refused unless absolute (or under ~): a relative one would
+    resolve against wherever the SuperLink happened to be started."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(
+            f"{key}={value!r} is invalid: allowed an absolute path (or one under ~); a "
+            "relative one resolves against the directory the SuperLink was started in"
+        )
+    return path.resolve()
 
 
 def _require_writable_dir(key: str, path: Path) -> None:
