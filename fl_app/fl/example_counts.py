@@ -103,8 +103,7 @@ class ExampleCounts:
             return f"it answered {EXAMPLES_KEY}={examples!r}, allowed an integer"
         if not 1 <= examples <= self.max_examples:
             return (
-                f"it reported {examples} examples, allowed 1..{self.max_examples} "
-                "(he.max_examples)"
+                f"it reported {examples} examples, allowed 1..{self.max_examples} (he.max_examples)"
             )
         if not isinstance(evaluation, int) or not 1 <= evaluation <= self.max_examples:
             return f"it answered {EVAL_EXAMPLES_KEY}={evaluation!r}, allowed 1..he.max_examples"

@@ -69,7 +69,11 @@ def holder_privacy(
     ledger (stable across runs and restarts; the client id for a holder that sent none).
     An infinite ε (no noise: no bound) is kept as None, with `dp_unbounded`."""
     stripped, split = split_metrics(results, HOLDER_KEYS.__contains__)
-    named = [(str(m.get(DP_HOLDER, cid)), m) for cid, m in split if DP_EPSILON in m]
+    named = [
+        (m[DP_HOLDER] if isinstance(m.get(DP_HOLDER), str) else cid, m)
+        for cid, m in split
+        if _spend(m.get(DP_EPSILON)) is not None  # a report that is no ε is no report
+    ]
     spent = {holder: float(m[DP_EPSILON]) for holder, m in named}
     if not spent:
         return stripped, {}
@@ -78,8 +82,15 @@ def holder_privacy(
         "dp_epsilon_max": None if unbounded else max(spent.values()),
         "dp_unbounded": unbounded,
         "dp_holder_epsilon": {h: eps if math.isfinite(eps) else None for h, eps in spent.items()},
-        "dp_holder_noise": {holder: float(m.get(DP_NOISE, 0.0)) for holder, m in named},
+        "dp_holder_noise": {holder: _spend(m.get(DP_NOISE)) or 0.0 for holder, m in named},
     }
+
+
+def _spend(value: Any) -> float | None:
+    """`value` as a number >= 0 (infinity allowed), or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return None
+    return float(value)
 
 
 def one_per_client(
