@@ -120,8 +120,9 @@ def test_dense_packing_uses_fewer_ciphertexts_than_per_layer():
     layout = Layout.of([np.zeros(s) for s in [(500,), (3,), (700,), (2,)]])
     assert len(spans(layout, PRESETS["compact"])) == 1
     assert len(spans(layout, PRESETS["nvflare"])) == 4
-    covered = sorted(i for s, n in spans(layout, PRESETS["nvflare"]) for i in range(s, s + n))
-    assert covered == list(range(layout.length))
+    for preset in ("compact", "nvflare"):  # every weight, then the weight slot
+        covered = sorted(i for s, n in spans(layout, PRESETS[preset]) for i in range(s, s + n))
+        assert covered == list(range(layout.length + 1))
 
 
 def test_every_preset_meets_128_bit_security():

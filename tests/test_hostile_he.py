@@ -29,6 +29,7 @@ from fl_app.crypto.payload import (
     decrypt_aggregate,
     encrypt_update,
 )
+from fl_app.fl.protocol import REFUSED_KEY
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.run.artifacts import aggregated_rounds
 
@@ -149,7 +150,7 @@ def test_a_forged_header_on_another_keys_ciphertexts_is_refused_after_decryption
     # the header claims our key: the server cannot tell, the client decrypts garbage
     ours = Header.from_bytes(_aggregate(keys)[0]).fingerprint
     forged = _with_header(total.result(), fingerprint=ours)
-    with pytest.raises(PayloadError, match="beyond the 64 a genuine one can reach"):
+    with pytest.raises(PayloadError, match=r"beyond the 64 a genuine one|its ciphertexts carry"):
         decrypt_aggregate(secret, preset, forged)
     np.testing.assert_allclose(decrypt_aggregate(secret, preset, _aggregate(keys))[0], 1.0)
 
@@ -171,8 +172,12 @@ def test_an_honest_client_refuses_a_garbage_aggregate_before_evaluating_it(keys,
     )  # fmt: skip
     forged = _with_header(_aggregate(keys), total_weight=1e-300)
     arrays = [np.frombuffer(b, np.uint8) for b in forged]
-    with pytest.raises(PayloadError):
-        client.evaluate(arrays, {ENCRYPTED_KEY: True})
+    _, examples, metrics = client.evaluate(arrays, {ENCRYPTED_KEY: True})
+    assert examples == 0 and "aggregate total weight 1e-300 is invalid" in metrics[REFUSED_KEY]
+    weights, examples, metrics = client.fit(arrays, {ENCRYPTED_KEY: True})  # it says so
+    assert (weights, examples) == ([], 0) and metrics[REFUSED_KEY].startswith(
+        "the aggregate is refused: "
+    )
 
 
 # ---------------------------------------------------------------- issue 22
@@ -278,3 +283,86 @@ def test_a_client_left_out_of_a_round_is_told_apart_by_its_real_reason(keys, ans
     kept = strategy.configure_fit(1, strategy.initial_parameters, manager)
     assert [proxy.cid for proxy, _ in kept] == ["ok"]
     assert re.search(rf"client odd left out: {reason}", caplog.text), caplog.text
+
+
+def _refusal(proxy, stage: str = "evaluate"):
+    from flwr.common import EvaluateRes
+
+    metrics = {REFUSED_KEY: "the aggregate is refused: aggregate decrypts to |w| = 256"}
+    if stage == "evaluate":
+        return proxy, EvaluateRes(Status(Code.OK, "ok"), 0.0, 0, metrics)
+    return proxy, FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters([]), 0, metrics)
+
+
+def test_an_aggregate_most_clients_refuse_is_not_the_global_model(keys, caplog):
+    """Issue 22, item 3: the run ended completed with the garbage aggregate as its model."""
+    strategy, proxies, config, saved = make_round(keys, [10, 10, 10])
+    initial = strategy.latest_parameters
+    results = [client_result(keys, p, ONES, 10, config) for p in proxies]
+    aggregate, _ = strategy.aggregate_fit(1, results, [])
+    assert strategy.encrypted and aggregate is not None
+    strategy.aggregate_evaluate(1, [_refusal(p) for p in proxies], [])
+    row = strategy.history.row(1)
+    assert row["aggregated"] is False and "|w| = 256" in row["aggregate_refused"]
+    assert strategy.latest_parameters is initial and strategy.encrypted is False
+    assert saved[-1] is False  # the checkpoint holds the previous (public) model again
+    assert aggregated_rounds(strategy.history) == []
+    assert "round 1: its aggregate was refused by 3 of 3 clients" in caplog.text
+    from flwr.server.client_manager import SimpleClientManager
+
+    manager = SimpleClientManager()
+    for proxy in proxies:
+        manager.register(proxy)
+    sent = strategy.configure_fit(2, aggregate, manager)  # Flower still holds the refused one
+    assert all(ins.parameters is initial for _, ins in sent)
+    assert all(ins.config["he-encrypted"] is False for _, ins in sent)
+
+
+def test_one_client_refusing_alone_is_that_clients_failure(keys):
+    strategy, proxies, config, _ = make_round(keys, [10, 10, 10])
+    results = [client_result(keys, p, ONES, 10, config) for p in proxies]
+    aggregate, _ = strategy.aggregate_fit(1, results, [])
+    evaluations = [_evaluation(p, 2, 0.5) for p in proxies[:2]] + [_refusal(proxies[2])]
+    strategy.aggregate_evaluate(1, evaluations, [])
+    row = strategy.history.row(1)
+    assert row["aggregated"] is True and "aggregate_refused" not in row
+    assert (row["eval_clients"], row["eval_failures"]) == (2, 1)
+    assert strategy.latest_parameters is aggregate
+
+
+def test_a_refusal_in_the_next_fit_restores_the_previous_global_model(keys):
+    strategy, proxies, config, _ = make_round(keys, [10, 10, 10])
+    initial = strategy.latest_parameters
+    strategy.aggregate_fit(1, [client_result(keys, p, ONES, 10, config) for p in proxies], [])
+    params, _ = strategy.aggregate_fit(2, [_refusal(p, "fit") for p in proxies], [])
+    assert params is initial  # Flower is handed the global model back
+    assert strategy.history.row(1)["aggregated"] is False
+    assert strategy.history.row(2)["aggregated"] is False
+    assert strategy.history.row(2)["fit_failures"] == 3
+
+
+@pytest.mark.parametrize("factor", [1.9, 0.5, 1.01])
+def test_a_total_weight_its_ciphertexts_do_not_carry_is_refused(keys, factor):
+    """Issue 22, item 5: multiplying total_weight by 1.9 (still within range) gave a model
+    of 1/1.9 the true weights. The weight is now part of what is encrypted."""
+    genuine = _aggregate(keys, weight=0.9)
+    np.testing.assert_allclose(decrypt_aggregate(keys[1], keys[0], genuine)[0], 1.0, atol=1e-5)
+    altered = _with_header(genuine, total_weight=0.9 * factor)
+    with pytest.raises(PayloadError, match=r"claims total weight .* its ciphertexts carry 0\.9"):
+        decrypt_aggregate(keys[1], keys[0], altered)
+
+
+@pytest.mark.parametrize("preset_name", ["compact", "nvflare"])
+def test_every_preset_carries_its_total_weight(preset_name):
+    from fl_app.crypto.presets import get_preset
+
+    preset = get_preset(preset_name)
+    secret = build_context(preset)
+    public = context_from(public_bytes(secret))
+    total = EncryptedSum(public, preset, Layout.of(ONES))
+    for weight in (0.25, 0.5):
+        total.add(total.check(encrypt_update(secret, preset, ONES, weight)), weight)
+    for got in decrypt_aggregate(secret, preset, total.result()):
+        np.testing.assert_allclose(got, 1.0, atol=1e-4)
+    with pytest.raises(PayloadError, match="claims total weight"):
+        decrypt_aggregate(secret, preset, _with_header(total.result(), total_weight=1.4))

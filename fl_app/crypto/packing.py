@@ -65,17 +65,23 @@ class Layout:
 
 
 def spans(layout: Layout, preset: Preset) -> list[tuple[int, int]]:
-    """(start, length) of each ciphertext's values within the flat vector.
+    """(start, length) of each ciphertext's values within the flat vector: the weights,
+    then one more value, the weight slot (index `layout.length`).
 
-    Dense packing fills every ciphertext across layer boundaries; per-layer packing
-    (NVIDIA FLARE's layout) starts a new ciphertext at every layer.
+    Every payload carries its sender's aggregation weight n_k / R encrypted in the weight
+    slot, so an aggregate's slot decrypts to its true total weight, whatever a header
+    claims. Dense packing fills every ciphertext across layer boundaries; per-layer
+    packing (NVIDIA FLARE's layout) starts a new ciphertext at every layer, the weight
+    slot after the last layer's values.
     """
     slots = preset.slots
     if preset.packing == "dense":
-        blocks = [(0, layout.length)]
+        blocks = [(0, layout.length + 1)]
     else:
         starts = np.cumsum([0, *layout.sizes])[:-1]
         blocks = [(int(s), n) for s, n in zip(starts, layout.sizes, strict=True) if n > 0]
+        last_start, last_size = blocks.pop() if blocks else (0, 0)
+        blocks.append((last_start, last_size + 1))
     return [
         (start + offset, min(slots, size - offset))
         for start, size in blocks

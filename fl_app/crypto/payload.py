@@ -80,6 +80,7 @@ def encrypt_update(
     flat = layout.flatten(weights)
     if not np.all(np.isfinite(flat)):
         raise ValueError("weights contain NaN or infinity; refusing to encrypt them")
+    flat = np.append(flat, 1.0)  # the weight slot: it encrypts `coefficient` itself
     if preset.scheme == "bfv":
         _check_bound(weights, preset)
         encoded = np.rint(flat * coefficient * 2.0**preset.scale_bits).astype(np.int64)
@@ -113,6 +114,9 @@ def _check_bound(weights: list[np.ndarray], preset: Preset) -> None:
 
 # An aggregate's total weight sum(n_k) / R is about 1; below this it is not a real one.
 MIN_TOTAL_WEIGHT = 1e-9
+# How far the decrypted weight slot may differ from the header's total, relatively: the
+# fixed-point rounding of every sender's n_k / R (2^-25 each under BFV) and CKKS' error.
+WEIGHT_TOLERANCE = 1e-3
 
 
 def plausible_bound(preset: Preset) -> float:
@@ -127,9 +131,10 @@ def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> lis
     """The weighted mean an aggregate payload encrypts (needs the secret context).
 
     Refuses an aggregate whose header or values cannot be genuine: a total weight that is
-    not a finite number in [MIN_TOTAL_WEIGHT, the preset's max_total_weight], a
-    ciphertext count other than the header's, or a mean beyond `plausible_bound` (the
-    sign of ciphertexts under another key behind a forged header).
+    not a finite number in [MIN_TOTAL_WEIGHT, the preset's max_total_weight] or that its
+    weight slot does not carry, a ciphertext count other than the header's, or a mean
+    beyond `plausible_bound` (the sign of ciphertexts under another key behind a forged
+    header).
     """
     if not payload:
         raise PayloadError("payload is empty")
@@ -143,12 +148,19 @@ def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> lis
         )
     if len(payload) - 1 != header.count:
         raise PayloadError(f"{len(payload) - 1} ciphertexts, the header announces {header.count}")
-    flat = np.zeros(header.layout.length, dtype=np.float64)
+    flat = np.zeros(header.layout.length + 1, dtype=np.float64)
     for (start, size), blob in zip(spans(header.layout, preset), payload[1:], strict=True):
         values = np.asarray(_load_vector(ctx, preset, blob).decrypt(), dtype=np.float64)
         flat[start : start + size] = values[:size]
     if preset.scheme == "bfv":
         flat /= 2.0**preset.scale_bits
+    flat, carried = flat[:-1], float(flat[-1])  # the weight slot: the true total weight
+    if not abs(carried - total) <= WEIGHT_TOLERANCE * max(total, abs(carried)):
+        raise PayloadError(
+            f"aggregate header claims total weight {total:.6g}, its ciphertexts carry "
+            f"{carried:.6g}: the header (or checkpoint) was altered, or the ciphertexts are "
+            "not this run's"
+        )
     mean = flat / total
     largest = float(np.max(np.abs(mean), initial=0.0))
     if not largest <= 1.001 * plausible_bound(preset):  # fixed-point slack; NaN fails too

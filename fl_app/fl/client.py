@@ -15,6 +15,7 @@ from fl_app.fl.protocol import (
     EXAMPLES_KEY,
     PRIOR_EXAMPLES,
     PRIOR_PREFIX,
+    REFUSED_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
 )
@@ -24,11 +25,16 @@ from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weigh
 from fl_app.privacy.dp import DPSettings, privatize
 
 
+class AggregateRefused(ValueError):
+    """What arrived is not a global model this client can use (raised by `weights_in`)."""
+
+
 class KerasClient(NumPyClient):
     """Trains and evaluates one holder's Keras model on data that never leaves it.
 
     `weights_in` and `weights_out` are the edge: subclasses decrypt what arrives and
-    encrypt what leaves there, so training never sees a ciphertext.
+    encrypt what leaves there, so training never sees a ciphertext. An aggregate that
+    `weights_in` refuses (AggregateRefused) is answered with REFUSED_KEY and its reason.
 
     With `dp`, the update is clipped and noised before it reaches `weights_out`, every
     client's aggregation weight is 1 (DP-FedAvg's unweighted mean: an example-count
@@ -97,7 +103,10 @@ class KerasClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         tick = time.perf_counter()
-        start = self.weights_in(parameters, config)
+        try:
+            start = self.weights_in(parameters, config)
+        except AggregateRefused as err:  # say so: the server counts refusals
+            return [], 0, {REFUSED_KEY: str(err)}
         crypto_seconds = time.perf_counter() - tick
         self.net.set_weights(start)
         prior = self._prior_evaluation() if config.get(EVALUATE_FIRST_KEY) else {}
@@ -138,7 +147,10 @@ class KerasClient(NumPyClient):
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
-        weights = self.weights_in(parameters, config)  # refused before any model work
+        try:
+            weights = self.weights_in(parameters, config)  # refused before any model work
+        except AggregateRefused as err:
+            return 0.0, 0, {REFUSED_KEY: str(err)}
         self.net.set_weights(weights)
         return self._evaluate_net()
 

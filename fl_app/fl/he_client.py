@@ -9,6 +9,7 @@ from flwr.common import NDArrays, Scalar
 
 from fl_app.crypto.keys import require_preset
 from fl_app.crypto.payload import (
+    PayloadError,
     WeightBoundError,
     decrypt_aggregate,
     encrypt_update,
@@ -16,7 +17,7 @@ from fl_app.crypto.payload import (
     to_payload,
 )
 from fl_app.crypto.presets import Preset
-from fl_app.fl.client import KerasClient
+from fl_app.fl.client import AggregateRefused, KerasClient
 from fl_app.fl.clients import secret_context_at
 from fl_app.fl.protocol import (
     ENCRYPTED_KEY,
@@ -78,7 +79,12 @@ class HEKerasClient(KerasClient):
     def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
         if not config.get(ENCRYPTED_KEY, False):
             return parameters  # the initial model is public: random init, no data
-        return decrypt_aggregate(self._secret_context(config), self.preset, to_payload(parameters))
+        try:
+            return decrypt_aggregate(
+                self._secret_context(config), self.preset, to_payload(parameters)
+            )
+        except PayloadError as err:
+            raise AggregateRefused(f"the aggregate is refused: {err}") from err
 
     def weights_out(
         self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]

@@ -26,6 +26,7 @@ from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.protocol import (
     ENCRYPTED_KEY,
     REFERENCE_KEY,
+    REFUSED_KEY,
     ROUND_KEY,
     RUN_TAG_KEY,
     SECRET_PATH_KEY,
@@ -72,6 +73,9 @@ class HEFedAvg(RecordingFedAvg):
         self._simulation_secret_path = simulation_secret_path
         self._reference: dict[int, float] = {}
         self.run_tag = secrets.token_hex(8)  # updates are bound to "<run_tag>/<round>"
+        # The global model before the latest aggregate: what a refused aggregate gives
+        # way to (in memory; a restarted server keeps the checkpoint it has).
+        self._previous: tuple[Parameters | None, bool] = (self.latest_parameters, encrypted)
 
     def __repr__(self) -> str:
         return f"HEFedAvg(preset={self.preset.name}, round_offset={self.round_offset})"
@@ -101,6 +105,55 @@ class HEFedAvg(RecordingFedAvg):
             (proxy, dataclasses.replace(ins, config={**ins.config, **he_config}))
             for proxy, ins in kept
         ]
+
+    # ------------------------------------------------------------ refused aggregates
+    # Only clients can tell an aggregate is garbage (another key's ciphertexts behind a
+    # forged header decrypt to noise); each says so with REFUSED_KEY. When most of the
+    # clients that answered a round refuse the global model they received, it is not the
+    # global model: its round is recorded as not aggregated (`aggregate_refused`), and
+    # the previous one is the global model again (and the checkpoint). One client
+    # refusing alone changes nothing: it is that client's failure.
+
+    def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
+        # Flower keeps the last aggregate it was given; after a refusal it is not ours.
+        return super().configure_fit(server_round, self.latest_parameters, client_manager)
+
+    def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager):
+        return super().configure_evaluate(server_round, self.latest_parameters, client_manager)
+
+    def aggregate_fit(self, server_round: int, results, failures):
+        rnd = self._run_round(server_round)
+        results, refusals = _split_refusals(results)
+        refused = self._refused_by_clients(rnd - 1, refusals, answered=len(results))
+        if refused:  # the rest trained on a model that is not the global one
+            failures = [*failures, *(_dropped(p, "trained on a refused aggregate") for p, _ in
+                                     results)]  # fmt: skip
+            results = []
+        params, metrics = super().aggregate_fit(server_round, results, [*failures, *refusals])
+        return (self.latest_parameters if refused else params), metrics
+
+    def aggregate_evaluate(self, server_round: int, results, failures):
+        rnd = self._run_round(server_round)
+        results, refusals = _split_refusals(results)
+        if self._refused_by_clients(rnd, refusals, answered=len(results)):
+            results = []
+        return super().aggregate_evaluate(server_round, results, [*failures, *refusals])
+
+    def _refused_by_clients(self, rnd: int, refusals: list, *, answered: int) -> bool:
+        """Whether round `rnd`'s aggregate is refused (most answers refuse it); if so,
+        the previous global model is restored."""
+        if not refusals or len(refusals) <= answered or not self.encrypted:
+            return False
+        reason = str(refusals[0]).split(": ", 1)[-1]
+        log(
+            WARNING,
+            "round %d: its aggregate was refused by %d of %d clients (%s); it is not the "
+            "global model, the previous one is",
+            rnd, len(refusals), len(refusals) + answered, reason,
+        )  # fmt: skip
+        self.history.record(rnd, aggregated=False, aggregate_refused=reason)
+        self.latest_parameters, self.encrypted = self._previous
+        return True
 
     def eval_limit(self, cid: str) -> int | None:
         """The test-split size the client announced with its example count (0 if none)."""
@@ -173,8 +226,25 @@ class HEFedAvg(RecordingFedAvg):
             )
             return None, {}
         aggregate = screened.encrypted_sum.result()
+        self._previous = (self.latest_parameters, self.encrypted)
         self.encrypted = True
         metrics = weighted_mean_metrics(
             [(res.num_examples, res.metrics) for _, res in screened.accepted]
         )
         return ndarrays_to_parameters(to_arrays(aggregate)), metrics
+
+
+def _split_refusals(results: list) -> tuple[list, list[Failure]]:
+    """Results, and the refusals among them (REFUSED_KEY) as those clients' failures."""
+    kept, refusals = [], []
+    for proxy, res in results:
+        reason = res.metrics.get(REFUSED_KEY)
+        if reason is None:
+            kept.append((proxy, res))
+        else:
+            refusals.append(_dropped(proxy, f"refused the aggregate it received: {reason}"))
+    return kept, refusals
+
+
+def _dropped(proxy: ClientProxy, why: str) -> PayloadError:
+    return PayloadError(f"client {proxy.cid} {why}")

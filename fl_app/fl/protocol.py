@@ -51,6 +51,10 @@ EVALUATE_FIRST_KEY = "evaluate-first"  # bool: evaluate the received model befor
 DP_LEDGER_DIR_KEY = "dp-ledger-dir"
 
 # ---------------------------------------------------------------- fit result metrics
+# str: why the client refused the aggregate it received (it did not train or evaluate on
+# it; a fit result carrying it has no parameters and weight 0). When most clients of a
+# round refuse, that aggregate is not the global model (fl_app.fl.he_strategy).
+REFUSED_KEY = "aggregate-refused"
 PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
 PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its mean)
 # dp.level=record: what the holder's records have spent, by its own ledger

@@ -176,6 +176,8 @@ def write_artifacts(
         rounds_completed=len(aggregated),  # rounds whose aggregate was taken
         rounds_run=max(attempted, default=0),
         rounds_not_aggregated=sorted(set(attempted) - set(aggregated)),
+        # rounds whose aggregate most clients refused to use (not the global model)
+        rounds_refused=[row["round"] for row in history.rows() if row.get("aggregate_refused")],
         wall_seconds=round(state.wall_seconds(), 3),
         run_dir=str(run_dir),
         final_model=final_model,

@@ -58,7 +58,10 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
     if row.get("fit_failures"):
         clients += f" ({row['fit_failures']} failed or rejected)"
     parts = [f"round {rnd}/{facts.num_rounds}", clients]
-    if row.get("aggregated") is False:
+    if row.get("aggregate_refused"):
+        parts.append(f"aggregate refused by the clients ({row['aggregate_refused']}): "
+                     "previous model kept")  # fmt: skip
+    elif row.get("aggregated") is False:
         parts.append("not aggregated: previous model kept")
     if row.get(f"train_{primary}") is not None:
         parts.append(f"train {primary} {number(row[f'train_{primary}'])}")
