@@ -59,3 +59,22 @@ def test_a_corrupted_plaintext_update_is_not_finite_and_has_the_wrong_shape():
     assert first.shape != (4, 3)
     assert np.isnan(first).all()
     np.testing.assert_array_equal(second, np.ones(3))
+
+
+def test_the_hostile_cases_the_config_allows_are_the_ones_the_harness_sends():
+    from fl_app.config.validate import HOSTILE_CASES
+    from fl_app.fl.hostile import HOSTILE_CASES as SENT
+
+    assert sorted(HOSTILE_CASES) == sorted(SENT)
+
+
+def test_the_round_line_names_each_dropped_client_and_why():
+    from fl_app.run.history import RunHistory
+    from fl_app.run.progress import RunFacts, round_line
+
+    history = RunHistory()
+    history.record(1, fit_clients=2, fit_sampled=3, aggregated=True,
+                   fit_dropped=["PayloadError: client 7 rejected: header is not valid: "
+                                "RecursionError"])  # fmt: skip
+    line = round_line(history, 1, RunFacts(3, "accuracy", 10))
+    assert "dropped client 7 rejected: header is not valid: RecursionError" in line

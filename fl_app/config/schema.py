@@ -144,6 +144,9 @@ class FaultConfig:
         0.0, low=0, high=1
     )  # share whose fit returns a corrupted payload
     seed: int = ranged(0, low=0)  # shifts which clients are hit in which round
+    # simulation: partition 0 sends these malformations, one per round, in turn
+    # (fl_app/fl/hostile.py; tests and demos); empty: off
+    hostile: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -23,6 +23,11 @@ PARTITIONS = ("iid", "dirichlet")
 DP_LEVELS = ("client", "record")
 OPTIMIZERS = ("sgd", "adam")
 LOG_LEVELS = ("debug", "info", "warning")  # fl_app.quiet.LEVELS (tests keep them equal)
+# fl_app.fl.hostile.HOSTILE_CASES (tests keep the two equal; config imports no Flower)
+HOSTILE_CASES = (
+    "count", "dp_report", "eval_count", "extra_arrays", "garbage", "missing_arrays", "nan",
+    "nested_header", "overflow_header", "replay",
+)  # fmt: skip
 
 
 def validate(cfg: DictConfig) -> None:
@@ -142,6 +147,8 @@ def _dp(cfg: DictConfig) -> None:
 
 def _fault(cfg: DictConfig) -> None:
     fault = cfg.fault
+    for case in fault.hostile:
+        require(case in HOSTILE_CASES, "fault.hostile", case, f"one of {sorted(HOSTILE_CASES)}")
     require(
         fault.fail_fraction + fault.corrupt_fraction <= 1.0,
         "fault.corrupt_fraction",

@@ -34,6 +34,7 @@ from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.factory import new_model, node_data
 from fl_app.fl.faults import FaultPlan, FaultyClient
+from fl_app.fl.hostile import HostileClient
 from fl_app.fl.logs import use_flower_handlers
 from fl_app.fl.protocol import NODE_SECRET_KEY
 from fl_app.fl.record_dp import RecordDP, ledger_place
@@ -108,6 +109,8 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
             context.node_config.get(NODE_SECRET_KEY, "")
         )
     client = get_class(mode.client)(lambda: model_for(key, search_path), data, **settings)
+    if cfg.fault.hostile and int(context.node_config.get("partition-id", -1)) == 0:
+        return HostileClient(client, list(cfg.fault.hostile), mode.encrypted).to_client()
     if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
         plan = FaultPlan.for_node(
             dict(context.node_config),

@@ -49,6 +49,19 @@ def over_limit(cid: str, examples: Any, limit: EvalLimit) -> str | None:
     return None
 
 
+def bounded_evaluations(results: list, failures: list, limit: EvalLimit) -> tuple[list, list]:
+    """Evaluations within their client's limit; the others as that client's failure
+    (one client claiming 10^9 test examples would set the run's metric)."""
+    kept, failures = [], list(failures)
+    for proxy, res in results:
+        reason = over_limit(proxy.cid, res.num_examples, limit)
+        if reason is None:
+            kept.append((proxy, res))
+        else:
+            failures.append(ValueError(reason))
+    return kept, failures
+
+
 def split_prior_evaluation(
     results: list[tuple[ClientProxy, FitRes]], limit: EvalLimit = lambda cid: None
 ) -> tuple[list[tuple[ClientProxy, FitRes]], dict[str, Scalar], list[str]]:

@@ -26,12 +26,11 @@ from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.protocol import (
     ENCRYPTED_KEY,
     REFERENCE_KEY,
-    REFUSED_KEY,
     ROUND_KEY,
     RUN_TAG_KEY,
     SECRET_PATH_KEY,
 )
-from fl_app.fl.results import Failure, Screened, weighted_mean_metrics
+from fl_app.fl.results import Failure, Screened, dropped, split_refusals, weighted_mean_metrics
 from fl_app.fl.strategy import RecordingFedAvg
 
 
@@ -123,10 +122,10 @@ class HEFedAvg(RecordingFedAvg):
 
     def aggregate_fit(self, server_round: int, results, failures):
         rnd = self._run_round(server_round)
-        results, refusals = _split_refusals(results)
+        results, refusals = split_refusals(results)
         refused = self._refused_by_clients(rnd - 1, refusals, answered=len(results))
         if refused:  # the rest trained on a model that is not the global one
-            failures = [*failures, *(_dropped(p, "trained on a refused aggregate") for p, _ in
+            failures = [*failures, *(dropped(p, "trained on a refused aggregate") for p, _ in
                                      results)]  # fmt: skip
             results = []
         params, metrics = super().aggregate_fit(server_round, results, [*failures, *refusals])
@@ -134,7 +133,7 @@ class HEFedAvg(RecordingFedAvg):
 
     def aggregate_evaluate(self, server_round: int, results, failures):
         rnd = self._run_round(server_round)
-        results, refusals = _split_refusals(results)
+        results, refusals = split_refusals(results)
         if self._refused_by_clients(rnd, refusals, answered=len(results)):
             results = []
         return super().aggregate_evaluate(server_round, results, [*failures, *refusals])
@@ -232,19 +231,3 @@ class HEFedAvg(RecordingFedAvg):
             [(res.num_examples, res.metrics) for _, res in screened.accepted]
         )
         return ndarrays_to_parameters(to_arrays(aggregate)), metrics
-
-
-def _split_refusals(results: list) -> tuple[list, list[Failure]]:
-    """Results, and the refusals among them (REFUSED_KEY) as those clients' failures."""
-    kept, refusals = [], []
-    for proxy, res in results:
-        reason = res.metrics.get(REFUSED_KEY)
-        if reason is None:
-            kept.append((proxy, res))
-        else:
-            refusals.append(_dropped(proxy, f"refused the aggregate it received: {reason}"))
-    return kept, refusals
-
-
-def _dropped(proxy: ClientProxy, why: str) -> PayloadError:
-    return PayloadError(f"client {proxy.cid} {why}")

@@ -11,7 +11,8 @@ import numpy as np
 from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.server.client_proxy import ClientProxy
 
-from fl_app.fl.protocol import DP_EPSILON, DP_HOLDER, DP_NOISE, DP_STEPS
+from fl_app.crypto.header import PayloadError
+from fl_app.fl.protocol import DP_EPSILON, DP_HOLDER, DP_NOISE, DP_STEPS, REFUSED_KEY
 
 Failure = tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
 
@@ -117,6 +118,22 @@ def describe_failure(failure: Failure) -> str:
     return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
 
 
+def screen_plaintext(
+    results: list[tuple[ClientProxy, FitRes]],
+    failures: list[Failure],
+    expected: list[tuple[int, ...]] | None,
+) -> Screened:
+    """The results whose update can be averaged; the others as failures, with why."""
+    screened = Screened(accepted=[], failures=failures)
+    for proxy, res in results:
+        reason = plaintext_problem(res, expected)
+        if reason is None:
+            screened.accepted.append((proxy, res))
+        else:
+            screened.failures.append(ValueError(f"client {proxy.cid} rejected: {reason}"))
+    return screened
+
+
 def plaintext_problem(res: FitRes, expected: list[tuple[int, ...]] | None) -> str | None:
     """Why a plaintext update cannot be averaged, or None if it can."""
     if res.num_examples < 1:
@@ -131,3 +148,19 @@ def plaintext_problem(res: FitRes, expected: list[tuple[int, ...]] | None) -> st
     if not all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.number)):
         return "update contains NaN or infinity"
     return None
+
+
+def split_refusals(results: list) -> tuple[list, list[Failure]]:
+    """Results, and the refusals among them (REFUSED_KEY) as those clients' failures."""
+    kept, refusals = [], []
+    for proxy, res in results:
+        reason = res.metrics.get(REFUSED_KEY)
+        if reason is None:
+            kept.append((proxy, res))
+        else:
+            refusals.append(dropped(proxy, f"refused the aggregate it received: {reason}"))
+    return kept, refusals
+
+
+def dropped(proxy: ClientProxy, why: str) -> PayloadError:
+    return PayloadError(f"client {proxy.cid} {why}")

@@ -14,7 +14,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from fl_app.fl.evaluation import EvaluationPlan, over_limit, split_prior_evaluation
+from fl_app.fl.evaluation import EvaluationPlan, bounded_evaluations, split_prior_evaluation
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY, SAMPLED_KEY
 from fl_app.fl.results import (
     Failure,
@@ -23,7 +23,7 @@ from fl_app.fl.results import (
     holder_privacy,
     one_per_client,
     payload_bytes,
-    plaintext_problem,
+    screen_plaintext,
     weighted_mean_metrics,
 )
 from fl_app.fl.wire import WireMeter
@@ -97,14 +97,7 @@ class RecordingFedAvg(FedAvg):
         expected = None
         if self.latest_parameters is not None:
             expected = [a.shape for a in parameters_to_ndarrays(self.latest_parameters)]
-        screened = Screened(accepted=[], failures=failures)
-        for proxy, res in results:
-            reason = plaintext_problem(res, expected)
-            if reason is None:
-                screened.accepted.append((proxy, res))
-            else:
-                screened.failures.append(ValueError(f"client {proxy.cid} rejected: {reason}"))
-        return screened
+        return screen_plaintext(results, failures, expected)
 
     def aggregate_screened(
         self, rnd: int, screened: Screened
@@ -114,9 +107,7 @@ class RecordingFedAvg(FedAvg):
 
     # ------------------------------------------------------------ Flower's Strategy API
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        # Unlike FedAvg, keep the initial parameters: they are the checkpoint until
-        # the first round aggregates.
-        return self.initial_parameters
+        return self.initial_parameters  # kept (unlike FedAvg): the checkpoint until round 1
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -204,7 +195,7 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, results: EvaluateResults, failures: list[Failure]
     ) -> tuple[float | None, dict[str, Scalar]]:
         rnd = self._run_round(server_round)
-        results, failures = self._bounded_evaluations(results, failures)
+        results, failures = bounded_evaluations(results, failures, self.eval_limit)
         self._log_failures(rnd, "evaluate", failures)
         loss, metrics = super().aggregate_evaluate(rnd, results, failures)
         self.history.record(
@@ -220,22 +211,7 @@ class RecordingFedAvg(FedAvg):
         return loss, metrics
 
     def eval_limit(self, cid: str) -> int | None:
-        """The most client `cid`'s evaluation may weigh (None: no announced bound)."""
-        return None
-
-    def _bounded_evaluations(
-        self, results: EvaluateResults, failures: list[Failure]
-    ) -> tuple[EvaluateResults, list[Failure]]:
-        """Evaluations within their client's limit; the others as that client's failure
-        (one client claiming 10^9 test examples would set the run's metric)."""
-        kept, failures = [], list(failures)
-        for proxy, res in results:
-            reason = over_limit(proxy.cid, res.num_examples, self.eval_limit)
-            if reason is None:
-                kept.append((proxy, res))
-            else:
-                failures.append(ValueError(reason))
-        return kept, failures
+        return None  # the most client `cid`'s evaluation may weigh: no announced bound
 
     # ------------------------------------------------------------ bookkeeping
     def _run_round(self, server_round: int) -> int:
@@ -249,8 +225,12 @@ class RecordingFedAvg(FedAvg):
         return instructions
 
     def _log_failures(self, rnd: int, stage: str, failures: list[Failure]) -> None:
-        for failure in failures:
-            log(WARNING, "round %d %s: dropped %s", rnd, stage, describe_failure(failure))
+        """A warning per dropped client, and who and why in the round's record."""
+        reasons = [describe_failure(failure) for failure in failures]
+        for reason in reasons:
+            log(WARNING, "round %d %s: dropped %s", rnd, stage, reason)
+        if reasons:
+            self.history.record(rnd, **{f"{stage}_dropped": reasons})
 
     def _complete(self, rnd: int) -> None:
         if self._on_round_complete is not None:

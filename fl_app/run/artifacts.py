@@ -178,6 +178,13 @@ def write_artifacts(
         rounds_not_aggregated=sorted(set(attempted) - set(aggregated)),
         # rounds whose aggregate most clients refused to use (not the global model)
         rounds_refused=[row["round"] for row in history.rows() if row.get("aggregate_refused")],
+        # every client a round dropped, and why (the round's log line says it too)
+        dropped=[
+            {"round": row["round"], "stage": stage, "why": why}
+            for row in history.rows()
+            for stage in ("fit", "evaluate")
+            for why in row.get(f"{stage}_dropped", [])
+        ],
         wall_seconds=round(state.wall_seconds(), 3),
         run_dir=str(run_dir),
         final_model=final_model,

@@ -70,6 +70,9 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
         parts.append(f"eval {primary} {number(value)}" + (f" (round {of})" if of != rnd else ""))
     if row.get(f"centralized_{primary}") is not None:
         parts.append(f"server {primary} {number(row[f'centralized_{primary}'])}")
+    dropped = [*row.get("fit_dropped", []), *row.get("evaluate_dropped", [])]
+    if dropped:
+        parts.append("dropped " + "; ".join(_short(why) for why in dropped))
     if row.get("dp_epsilon_max") is not None:
         parts.append(f"ε {row['dp_epsilon_max']:.2f}")
     elif row.get("dp_unbounded"):
@@ -149,3 +152,10 @@ class RunReport:
             except Exception as err:  # a tracker must never end a training run
                 logger.warning("%s failed and is off for this run: %s", type(sink).__name__, err)
                 self.sinks.remove(sink)
+
+
+def _short(why: str, width: int = 90) -> str:
+    """A dropped client's reason for the round line: without the exception type, cut."""
+    head, sep, rest = why.partition(": ")
+    text = rest if sep and head.isidentifier() and head[0].isupper() else why
+    return text if len(text) <= width else text[: width - 1] + "…"
