@@ -26,6 +26,7 @@ CASES = {
     "eval_count": {"he": "its evaluation claims 1000000000 examples", "fedavg": None},
     "replay": {"he": "a replayed or misdirected update", "fedavg": None},
     "dp_report": {"he": None, "fedavg": None},  # dropped from the DP report, not the round
+    "public_key_upload": {"he": "a full ciphertext, not a seeded one", "fedavg": None},
 }
 
 

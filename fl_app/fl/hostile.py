@@ -9,12 +9,14 @@ feature adds its own case here and to the end-to-end harness (tests/test_e2e_hos
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
+from fl_app.crypto.header import Header
 from fl_app.fl.client import KerasClient
 from fl_app.fl.protocol import DP_EPSILON, ROUND_KEY
 
@@ -28,8 +30,10 @@ HOSTILE_CASES = {
     "nan": "its update filled with NaN",
     "count": "its example count times 1,000",
     "eval_count": "an evaluation claiming 10^9 test examples (HE bounds it by the announced)",
-    "replay": "the result it sent the round before",
+    "replay": "its update re-bound to the round before (HE; plaintext: its last result)",
     "dp_report": "a DP report that is not a number (dp_epsilon='')",
+    "public_key_upload": "HE seeded: its update encrypted with the public key (full form), "
+    "as someone without the secret key could",
 }
 
 
@@ -82,8 +86,16 @@ class HostileClient(NumPyClient):
             return [np.full_like(a, np.nan, dtype=np.float32) for a in arrays], examples, metrics
         if case == "count":
             return arrays, examples * 1000, metrics
-        if case == "replay" and previous is not None:
+        if case == "replay" and self.encrypted:  # what it made for the round before
+            header = Header.from_bytes(arrays[0].tobytes())
+            tag, _, rnd = header.bound_to.rpartition("/")
+            earlier = dataclasses.replace(header, bound_to=f"{tag}/{int(rnd) - 1}")
+            return [np.frombuffer(earlier.to_bytes(), np.uint8), *arrays[1:]], examples, metrics
+        if case == "replay" and previous is not None:  # (one process: its last result)
             return previous
+        if case == "public_key_upload" and self.encrypted:
+            return [arrays[0], *(_full_form(self.inner, blob) for blob in arrays[1:])], \
+                examples, metrics  # fmt: skip
         if case == "dp_report":
             return arrays, examples, {**metrics, DP_EPSILON: ""}
         return honest  # eval_count (and a first-round replay): the fit is honest
@@ -93,3 +105,17 @@ class HostileClient(NumPyClient):
         if self.case(int(config.get(ROUND_KEY, 0))) == "eval_count":
             return loss, 10**9, {**metrics, "accuracy": 1.0}
         return loss, examples, metrics
+
+
+def _full_form(client: KerasClient, blob: np.ndarray) -> np.ndarray:
+    """The same values, re-encrypted with the public key only (a full ciphertext)."""
+    from fl_app.crypto._tenseal import sealapi
+    from fl_app.crypto.memfile import save_bytes
+
+    owner = client._context  # the seeded context its honest fit just used (HEKerasClient)
+    values = owner.decrypt(owner.load(blob.tobytes()))
+    plaintext = sealapi.Plaintext()
+    sealapi.BatchEncoder(owner.context).encode(values.tolist(), plaintext)
+    forged = sealapi.Ciphertext()
+    sealapi.Encryptor(owner.context, owner.public_key).encrypt(plaintext, forged)
+    return np.frombuffer(save_bytes(forged.save), np.uint8)
