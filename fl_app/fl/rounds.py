@@ -8,11 +8,12 @@ import time
 from flwr.app import Context
 from flwr.server import Grid, LegacyContext, ServerConfig
 from flwr.server.strategy import Strategy
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import DefaultWorkflow
 from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from fl_app.config import Mode
+from fl_app.fl.secagg import ScreenedSecAggPlusWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def secagg_workflow(cfg: DictConfig) -> DefaultWorkflow:
     num_shares = strat.secagg_num_shares
     threshold = strat.secagg_reconstruction_threshold
     return DefaultWorkflow(
-        fit_workflow=SecAggPlusWorkflow(
+        fit_workflow=ScreenedSecAggPlusWorkflow(
             num_shares=int(num_shares) if num_shares >= 1 else float(num_shares),
             reconstruction_threshold=int(threshold) if threshold >= 1 else float(threshold),
             clipping_range=float(strat.secagg_clipping_range),
