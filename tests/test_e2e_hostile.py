@@ -42,8 +42,8 @@ CASES = {
         "secagg": "masked vector of shapes",
     },
     "nan": {"he": "header is not valid", "fedavg": "NaN or infinity"},
-    "count": {"he": "differs from the", "fedavg": None},
-    "eval_count": {"he": "its evaluation claims 1000000000 examples", "fedavg": None},
+    "count": {"he": "differs from the", "fedavg": "differs from the"},
+    "eval_count": {"he": "its evaluation claims 1000000000", "fedavg": "its evaluation claims"},
     "replay": {"he": "a replayed or misdirected update", "fedavg": None},
     "dp_report": {"he": None, "fedavg": None},  # dropped from the DP report, not the round
     "public_key_upload": {"he": "a full ciphertext, not a seeded one", "fedavg": None},

@@ -162,3 +162,37 @@ def test_the_prior_evaluation_in_fit_results_is_recorded_for_the_previous_round(
     assert row["eval_clients"] == 2
     assert row["eval_loss"] == pytest.approx((10 * 1.0 + 30 * 3.0) / 40)  # by test examples
     assert row["eval_accuracy"] == pytest.approx((10 * 0.5 + 30 * 0.9) / 40)
+
+
+def test_plaintext_fedavg_takes_only_the_counts_clients_announced(caplog):
+    """Issue 22: a plaintext client claiming 1,000x its examples moved the mean, and one
+    claiming 10^9 evaluation examples set the metric. Counts are announced once now."""
+    from fakes import FakeProxy, fit_result
+    from flwr.common import Code, EvaluateRes, Status, ndarrays_to_parameters
+    from flwr.server.client_manager import SimpleClientManager
+
+    from fl_app.fl.example_counts import ExampleCounts
+    from fl_app.fl.strategy import RecordingFedAvg
+    from fl_app.run.history import RunHistory
+
+    announced = {f"c{i}": {"num-examples": 10, "num-eval-examples": 4} for i in range(3)}
+    strategy = RecordingFedAvg(
+        history=RunHistory(), initial_parameters=ndarrays_to_parameters([np.zeros(2)]),
+        example_counts=ExampleCounts(lambda rnd, asked: {p.cid: announced[p.cid] for p in asked},
+                                     max_examples=10**6),
+        min_fit_clients=2, min_available_clients=1,
+    )  # fmt: skip
+    manager = SimpleClientManager()
+    for cid in announced:
+        manager.register(FakeProxy(cid))
+    strategy.configure_fit(1, strategy.initial_parameters, manager)
+    results = [fit_result("c0", [np.ones(2)], 10), fit_result("c1", [np.ones(2)], 10),
+               fit_result("c2", [np.full(2, 100.0)], 10_000)]  # fmt: skip
+    params, _ = strategy.aggregate_fit(1, results, [])
+    np.testing.assert_allclose(parameters_to_ndarrays(params)[0], 1.0)
+    assert "num_examples=10000 differs from the 10 it announced" in caplog.text
+    ok = EvaluateRes(Status(Code.OK, "ok"), 0.5, 4, {"accuracy": 0.5})
+    liar = EvaluateRes(Status(Code.OK, "ok"), 0.0, 10**9, {"accuracy": 1.0})
+    _, metrics = strategy.aggregate_evaluate(1, [(FakeProxy("c0"), ok), (FakeProxy("c2"), liar)],
+                                             [])  # fmt: skip
+    assert metrics["accuracy"] == 0.5

@@ -11,7 +11,8 @@ GET_PROPERTIES messages for every client not asked before.
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import DEBUG
+from logging import DEBUG, WARNING
+from typing import Any
 
 from flwr.app import Message
 from flwr.common import GetPropertiesIns, MessageTypeLegacy, Scalar
@@ -79,6 +80,29 @@ class ExampleCounts:
     def why_unknown(self, cid: str) -> str:
         """Why client `cid` has no count: what it answered, or that it did not answer."""
         return self._refused.get(cid, "it did not answer the example-count query")
+
+    def known(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]) -> list:
+        """The instructions of clients whose count is known (asking the new ones first);
+        each one left out is logged with why."""
+        self.learn(rnd, [proxy for proxy, _ in instructions])
+        kept = []
+        for proxy, ins in instructions:
+            if self.get(proxy.cid) is None:
+                log(WARNING, "round %d: client %s left out: %s",
+                    rnd, proxy.cid, self.why_unknown(proxy.cid))  # fmt: skip
+            else:
+                kept.append((proxy, ins))
+        return kept
+
+    def mismatch(self, cid: str, num_examples: int) -> str | None:
+        """Why a result's `num_examples` cannot be taken (it must be the announced one)."""
+        announced = self.get(cid)
+        if num_examples != announced:
+            return (
+                f"num_examples={num_examples} differs from the {announced} it announced "
+                "(the count this round's weights were computed from)"
+            )
+        return None
 
     def learn(self, rnd: int, proxies: list[ClientProxy]) -> None:
         """Ask the clients among `proxies` whose count is not known yet."""

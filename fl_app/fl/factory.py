@@ -145,13 +145,17 @@ def build_strategy(
         evaluate_fn=centralized_evaluation(cfg, net) if strat.centralized_evaluation else None,
         on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd, **ledger_dir},
     )
+    query = grid_properties_query(grid, timeout=float(cfg.federation.node_wait_timeout))
+    counts = ExampleCounts(query, max_examples=int(cfg.he.max_examples))
+    if mode.encrypted or mode.workflow.endswith(".default_workflow"):
+        # counts announced once, before a client's first round: a result or an evaluation
+        # that claims others is refused (SecAgg+ caps weights in its own protocol)
+        arguments["example_counts"] = counts
     if mode.encrypted:
-        query = grid_properties_query(grid, timeout=float(cfg.federation.node_wait_timeout))
         arguments.update(
             public_context=keys.context,
             preset=keys.preset,
             layout=Layout.of(weights_of(net)),
-            example_counts=ExampleCounts(query, max_examples=int(cfg.he.max_examples)),
             encrypted=state.encrypted,
             simulation_secret_path=keys.simulation_secret_path,
         )

@@ -63,11 +63,10 @@ class HEFedAvg(RecordingFedAvg):
     ) -> None:
         if kwargs.get("evaluate_fn") is not None:
             raise ValueError("centralised evaluation needs plaintext weights; HE has none")
-        super().__init__(**kwargs)
+        super().__init__(example_counts=example_counts, **kwargs)
         self.public_context = require_public(public_context, "the server's HE context")
         self.preset = preset
         self.layout = layout
-        self.example_counts = example_counts
         self.encrypted = encrypted
         self._simulation_secret_path = simulation_secret_path
         self._reference: dict[int, float] = {}
@@ -81,14 +80,7 @@ class HEFedAvg(RecordingFedAvg):
 
     def complete_instructions(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
         """Leave out clients of unknown example count; announce R and the payload kind."""
-        self.example_counts.learn(rnd, [proxy for proxy, _ in instructions])
-        kept = []
-        for proxy, ins in instructions:
-            if self.example_counts.get(proxy.cid) is None:
-                log(WARNING, "round %d: client %s left out: %s",
-                    rnd, proxy.cid, self.example_counts.why_unknown(proxy.cid))  # fmt: skip
-            else:
-                kept.append((proxy, ins))
+        kept = self.example_counts.known(rnd, instructions)
         # Fit and evaluate of a round share one R: the one announced for fit.
         reference = sum(self.example_counts.get(p.cid) for p, _ in kept)
         self._reference.setdefault(rnd, float(reference))
@@ -154,10 +146,6 @@ class HEFedAvg(RecordingFedAvg):
         self.latest_parameters, self.encrypted = self._previous
         return True
 
-    def eval_limit(self, cid: str) -> int | None:
-        """The test-split size the client announced with its example count (0 if none)."""
-        return self.example_counts.eval_limit(cid) or 0
-
     def screen_results(
         self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
     ) -> EncryptedRound:
@@ -201,12 +189,9 @@ class HEFedAvg(RecordingFedAvg):
         except Exception as err:  # numpy raises several types on bad bytes
             raise PayloadError(f"tensors do not parse: {type(err).__name__}") from err
         vectors = encrypted_sum.check(payload, bound_to=f"{self.run_tag}/{rnd}")
-        announced = self.example_counts.get(cid)
-        if res.num_examples != announced:
-            raise PayloadError(
-                f"num_examples={res.num_examples} differs from the {announced} it announced "
-                "(the count this round's weight reference R was computed from)"
-            )
+        problem = self.example_counts.mismatch(cid, res.num_examples)
+        if problem is not None:
+            raise PayloadError(problem)
         return vectors
 
     def aggregate_screened(

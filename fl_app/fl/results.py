@@ -122,11 +122,14 @@ def screen_plaintext(
     results: list[tuple[ClientProxy, FitRes]],
     failures: list[Failure],
     expected: list[tuple[int, ...]] | None,
+    counts: Any = None,
 ) -> Screened:
-    """The results whose update can be averaged; the others as failures, with why."""
+    """The results whose update can be averaged; the others as failures, with why
+    (with `counts`, an ExampleCounts, also a count unlike the announced one)."""
     screened = Screened(accepted=[], failures=failures)
     for proxy, res in results:
-        reason = plaintext_problem(res, expected)
+        reason = counts.mismatch(proxy.cid, res.num_examples) if counts is not None else None
+        reason = reason or plaintext_problem(res, expected)
         if reason is None:
             screened.accepted.append((proxy, res))
         else:

@@ -15,6 +15,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
 from fl_app.fl.evaluation import EvaluationPlan, bounded_evaluations, split_prior_evaluation
+from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY, SAMPLED_KEY
 from fl_app.fl.results import (
     Failure,
@@ -42,9 +43,8 @@ class RecordingFedAvg(FedAvg):
 
     It records each round (clients, failures, metrics, bytes, time) in `history`, drops
     fit results that must not be averaged (`screen_results`), and hands the global
-    model to `on_round_end` after every round (the checkpoint). Subclasses change a
-    mode through three hooks: `complete_instructions`, `screen_results` and
-    `aggregate_screened`.
+    model to `on_round_end` after every round (the checkpoint). Subclasses change a mode
+    through `complete_instructions`, `screen_results` and `aggregate_screened`.
 
     Round numbers are the *run's* rounds: a resumed run starts Flower's loop at 1
     again, so `round_offset` (rounds already completed) is added.
@@ -61,6 +61,7 @@ class RecordingFedAvg(FedAvg):
         on_round_complete: RoundCompleteHook | None = None,
         round_offset: int = 0,
         evaluation: EvaluationPlan | None = None,
+        example_counts: ExampleCounts | None = None,
         **fedavg_kwargs,
     ) -> None:
         fedavg_kwargs.setdefault("fit_metrics_aggregation_fn", weighted_mean_metrics)
@@ -69,6 +70,7 @@ class RecordingFedAvg(FedAvg):
         self.history = history
         self.round_offset = round_offset
         self.evaluation = evaluation or EvaluationPlan()
+        self.example_counts = example_counts  # counts each client announced, once
         self.latest_parameters: Parameters | None = self.initial_parameters
         self._on_round_end = on_round_end
         self._on_round_complete = on_round_complete
@@ -80,11 +82,10 @@ class RecordingFedAvg(FedAvg):
 
     # ------------------------------------------------------------ the three hooks
     def complete_instructions(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]):
-        """Add this mode's keys to round `rnd`'s instructions, or leave clients out.
-
-        Runs for the fit *and* the evaluate instructions. Plaintext: unchanged.
-        """
-        return instructions
+        """Round `rnd`'s fit and evaluate instructions with this mode's keys, or clients
+        left out. Plaintext: only clients whose example counts are known, when asked."""
+        counts = self.example_counts
+        return instructions if counts is None else counts.known(rnd, instructions)
 
     def screen_results(
         self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
@@ -97,7 +98,7 @@ class RecordingFedAvg(FedAvg):
         expected = None
         if self.latest_parameters is not None:
             expected = [a.shape for a in parameters_to_ndarrays(self.latest_parameters)]
-        return screen_plaintext(results, failures, expected)
+        return screen_plaintext(results, failures, expected, self.example_counts)
 
     def aggregate_screened(
         self, rnd: int, screened: Screened
@@ -210,8 +211,8 @@ class RecordingFedAvg(FedAvg):
         self._complete(rnd)
         return loss, metrics
 
-    def eval_limit(self, cid: str) -> int | None:
-        return None  # the most client `cid`'s evaluation may weigh: no announced bound
+    def eval_limit(self, cid: str) -> int | None:  # what `cid`'s evaluation may weigh
+        return None if self.example_counts is None else self.example_counts.eval_limit(cid) or 0
 
     # ------------------------------------------------------------ bookkeeping
     def _run_round(self, server_round: int) -> int:
