@@ -144,6 +144,7 @@ def build_strategy(
         min_available_clients=int(strat.min_available_clients),
         evaluate_fn=centralized_evaluation(cfg, net) if strat.centralized_evaluation else None,
         on_fit_config_fn=lambda rnd: {ROUND_KEY: rnd, **ledger_dir},
+        on_evaluate_config_fn=lambda rnd: {ROUND_KEY: rnd},
     )
     query = grid_properties_query(grid, timeout=float(cfg.federation.node_wait_timeout))
     counts = ExampleCounts(query, max_examples=int(cfg.he.max_examples))
