@@ -26,7 +26,7 @@ LOG_LEVELS = ("debug", "info", "warning")  # fl_app.quiet.LEVELS (tests keep the
 # fl_app.fl.hostile.HOSTILE_CASES (tests keep the two equal; config imports no Flower)
 HOSTILE_CASES = (
     "count", "dp_report", "eval_count", "extra_arrays", "garbage", "missing_arrays", "nan",
-    "nested_header", "overflow_header", "public_key_upload", "replay",
+    "nested_header", "other_key", "overflow_header", "public_key_upload", "replay",
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
 from fl_app.crypto.header import Header
+from fl_app.crypto.seeded import SeededContext
 from fl_app.fl.client import KerasClient
 from fl_app.fl.protocol import DP_EPSILON, ROUND_KEY
 
@@ -34,6 +35,8 @@ HOSTILE_CASES = {
     "dp_report": "a DP report that is not a number (dp_epsilon='')",
     "public_key_upload": "HE seeded: its update encrypted with the public key (full form), "
     "as someone without the secret key could",
+    "other_key": "HE: seeded ciphertexts under another secret key behind its genuine header "
+    "(the server cannot tell; the clients refuse the aggregate)",
 }
 
 
@@ -96,6 +99,11 @@ class HostileClient(NumPyClient):
         if case == "public_key_upload" and self.encrypted:
             return [arrays[0], *(_full_form(self.inner, blob) for blob in arrays[1:])], \
                 examples, metrics  # fmt: skip
+        if case == "other_key" and self.encrypted:
+            stranger = SeededContext.build(self.inner.preset)
+            values = np.zeros(stranger.parms.poly_modulus_degree(), np.int64)
+            return [arrays[0], *(np.frombuffer(stranger.encrypt(values), np.uint8)
+                                 for _ in arrays[1:])], examples, metrics  # fmt: skip
         if case == "dp_report":
             return arrays, examples, {**metrics, DP_EPSILON: ""}
         return honest  # eval_count (and a first-round replay): the fit is honest
