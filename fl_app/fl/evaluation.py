@@ -70,16 +70,13 @@ def split_prior_evaluation(
     metric's mean weighted by test examples, and how many clients reported), and why
     evaluations weighing more than their client's `limit` were left out."""
     stripped, split = split_metrics(results, lambda key: key.startswith(PRIOR_PREFIX))
-    refused = [
-        reason for cid, m in split if (reason := over_limit(cid, m.get(PRIOR_EXAMPLES), limit))
-    ]
-    evaluations = [
-        (int(m[PRIOR_EXAMPLES]), {k[len(PRIOR_PREFIX) :]: v for k, v in m.items()})
-        for cid, m in split
-        if isinstance(m.get(PRIOR_EXAMPLES), int)
-        and m[PRIOR_EXAMPLES] > 0
-        and over_limit(cid, m[PRIOR_EXAMPLES], limit) is None
-    ]
+    refused, evaluations = [], []
+    for cid, m in split:
+        examples = m.get(PRIOR_EXAMPLES)
+        if (reason := over_limit(cid, examples, limit)) is not None:
+            refused.append(reason)
+        elif isinstance(examples, int) and examples > 0:
+            evaluations.append((examples, {k[len(PRIOR_PREFIX) :]: v for k, v in m.items()}))
     if not evaluations:
         return stripped, {}, refused
     means = weighted_mean_metrics(evaluations)
