@@ -148,24 +148,14 @@ def test_a_key_file_seal_refuses_keeps_seals_reason(tmp_path):
         load_context(bad)
 
 
-@pytest.mark.parametrize(
-    ("name", "reason"),
-    [("digits", "fl_app's bundled task 'digits'"), ("fl_app", "would depend on itself")],
-)
-def test_fl_app_new_refuses_a_name_that_would_be_silently_shadowed(tmp_path, name, reason):
-    """Issue 22, item 7: `fl-app new d1 --name digits` trained the bundled task."""
-    result = subprocess.run([FL_APP, "new", str(tmp_path / "app"), "--name", name],
+def test_fl_app_new_refuses_fl_app_itself(tmp_path):
+    """Issue 22, item 7 (an app named fl_app would depend on itself). A bundled task's
+    name is allowed since issue 23: the app's conf/ is searched first, so its task wins."""
+    result = subprocess.run([FL_APP, "new", str(tmp_path / "app"), "--name", "fl_app"],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert f"name={name!r} is invalid: it is" in result.stderr and reason in result.stderr
+    assert "name='fl_app' is invalid: the project would depend on itself" in result.stderr
     assert not (tmp_path / "app").exists()
-
-
-def test_a_user_task_named_like_a_bundled_one_is_refused_at_run_time(tmp_path):
-    (tmp_path / "conf" / "task").mkdir(parents=True)
-    (tmp_path / "conf" / "task" / "breast_cancer.yaml").write_text("name: breast_cancer\n")
-    with pytest.raises(ConfigError, match=r"breast_cancer.yaml has the name of fl_app's bundled"):
-        compose_config(["task=breast_cancer"], search_path=tmp_path / "conf")
 
 
 @pytest.mark.parametrize("key", ["output_dir", "output_root"])

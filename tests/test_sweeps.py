@@ -6,13 +6,15 @@ import csv
 import itertools
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from fl_app.config import CONF_DIR, compose_config
+from fl_app.config.compose import ROOT_MODULE
 from fl_app.sweeps.experiment import run_config_for
 
 FL_EXPERIMENT = str(Path(sys.executable).parent / "fl-experiment")
@@ -32,11 +34,11 @@ def sweep_jobs(name: str) -> list[list[str]]:
 
 def test_the_sweep_config_is_the_apps_config_plus_what_only_sweeps_use():
     overrides = ["+mode=he_dp", "task=breast_cancer", "seed=3"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=ROOT_MODULE, version_base="1.3"):
         sweep = compose(config_name="sweep", overrides=[*overrides, "quiet=true"])
     app = OmegaConf.to_container(compose_config(overrides))
     assert {**app, "quiet": True} == OmegaConf.to_container(sweep)
-    assert "callbacks" not in (CONF_DIR / "config.yaml").read_text()
+    assert "callbacks" not in (files(ROOT_MODULE) / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -132,7 +134,7 @@ def test_jobs_run_the_user_app_they_are_started_in(tmp_path):
 
     new_app(tmp_path / "app", "mine")
     assert app_dir_at(tmp_path / "app") == (tmp_path / "app").resolve()
-    assert app_dir_at(tmp_path) == APP_DIR  # not an app: fl_app's own
+    assert app_dir_at(tmp_path) == APP_DIR  # not an app: the repository's own
     assert app_dir_at(APP_DIR) == APP_DIR
     (tmp_path / "app" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert app_dir_at(tmp_path / "app") == APP_DIR  # no [tool.flwr.app]

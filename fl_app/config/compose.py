@@ -9,10 +9,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -23,7 +24,15 @@ from fl_app.config import schema  # noqa: F401  (registers the schemas Hydra com
 from fl_app.config.errors import ConfigError
 from fl_app.config.validate import validate
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+# fl_app's config is package data, found the same way from a source checkout and from an
+# installed wheel: the primary configs (fl_app/conf_root: config.yaml, sweep.yaml) and
+# the groups they choose from (fl_app/conf). They are apart because Hydra reads a primary
+# config from its primary directory only, while groups are looked up along the search
+# path, where a user app's conf/ goes in front of fl_app's.
+ROOT_MODULE = "fl_app.conf_root"
+ROOT_PACKAGE = f"pkg://{ROOT_MODULE}"
+GROUPS_PACKAGE = "pkg://fl_app.conf"
+CONF_DIR = Path(str(files("fl_app.conf")))
 
 # Run-config key -> the config key it sets. `overrides` is the free-form rest.
 RUN_CONFIG_KEYS = {
@@ -72,19 +81,17 @@ def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
 def compose_config(
     overrides: list[str] | None = None, search_path: Path | None = None
 ) -> DictConfig:
-    """Compose conf/config.yaml with Hydra overrides, then validate it.
+    """Compose fl_app's config.yaml with Hydra overrides, then validate it.
 
-    `search_path` is a user app's own `conf/` (`fl-app new`), searched as well: its
-    `task/` options join fl_app's.
+    `search_path` is a user app's own `conf/` (`fl-app new`), searched *before* fl_app's
+    bundled groups: its `task/` options join fl_app's, and a file of its own named like a
+    bundled one (`he/seeded.yaml`, `task/digits.yaml`) replaces it.
     """
     overrides = list(overrides or [])
-    if search_path is not None:
-        _refuse_shadowed_tasks(search_path)
-        overrides.insert(0, f"hydra.searchpath=[{_quote('file://' + str(search_path))}]")
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with _initialize(search_path, overrides):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"invalid configuration {overrides}: {err}") from err
@@ -92,20 +99,42 @@ def compose_config(
     return cfg
 
 
+def _initialize(search_path: Path | None, overrides: list[str]):
+    overrides.insert(0, search_path_override(search_path))
+    return initialize_config_module(config_module=ROOT_MODULE, version_base="1.3")
+
+
+def search_path_override(search_path: Path | None) -> str:
+    """The Hydra override that searches fl_app's groups, after a user app's `conf/`."""
+    paths = (
+        [GROUPS_PACKAGE]
+        if search_path is None
+        else [f"file://{search_path.resolve()}", GROUPS_PACKAGE]
+    )
+    return f"hydra.searchpath=[{','.join(_quote(path) for path in paths)}]"
+
+
 def bundled_tasks() -> list[str]:
     """The names of fl_app's own `task/` options."""
     return sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml"))
 
 
-def _refuse_shadowed_tasks(search_path: Path) -> None:
-    """A user app's task named like a bundled one would silently lose to it (Hydra finds
-    fl_app's first): refuse it, naming the file."""
-    for path in sorted((search_path / "task").glob("*.yaml")):
-        if path.stem in bundled_tasks():
-            raise ConfigError(
-                f"{path} has the name of fl_app's bundled task {path.stem!r}, which would be "
-                "trained instead of it; rename the file (and its `name:`)"
-            )
+def group_options(search_path: Path | None = None) -> dict[str, list[str]]:
+    """Every config group Hydra composes from, with its options: fl_app's and a user
+    app's `conf/` (whose options join, or replace, the bundled ones). Hydra's own
+    `--help` lists only its primary directory's groups, so `fl-experiment` lists these."""
+    options: dict[str, set[str]] = {}
+    for root in [CONF_DIR] + ([search_path] if search_path is not None else []):
+        for path in root.rglob("*.yaml"):
+            group = path.parent.relative_to(root).as_posix()
+            options.setdefault(group, set()).add(path.stem)
+    return {group: sorted(names) for group, names in sorted(options.items()) if group != "."}
+
+
+def shadowed(search_path: Path) -> list[str]:
+    """The files of a user app's `conf/` that replace one of fl_app's (`task/digits.yaml`)."""
+    own = (path.relative_to(search_path) for path in search_path.rglob("*.yaml"))
+    return sorted(str(path) for path in own if (CONF_DIR / path).is_file())
 
 
 def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> DictConfig:

@@ -11,29 +11,39 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fl_app.config import compose_config
-from fl_app.ops.flower import APP_DIR
+from fl_app.ops.flower import APP_DIR, NO_APP
 
 
 def app_dir_at(directory: Path) -> Path:
     """The Flower app to run from `directory`: a user's app there (a `pyproject.toml` with
-    `[tool.flwr.app]` and a `conf/`, as `fl-app new` writes), else fl_app's own."""
+    `[tool.flwr.app]` and a `conf/`, as `fl-app new` writes), else the repository's own
+    in a source checkout; refused when there is neither (an installed fl_app has no app
+    of its own)."""
     directory = directory.resolve()
+    if directory != APP_DIR and _is_user_app(directory):
+        return directory
+    if APP_DIR is None:
+        raise ValueError(NO_APP.format(where=directory))
+    return APP_DIR
+
+
+def _is_user_app(directory: Path) -> bool:
     project = directory / "pyproject.toml"
-    if directory == APP_DIR or not (project.is_file() and (directory / "conf").is_dir()):
-        return APP_DIR
+    if not (project.is_file() and (directory / "conf").is_dir()):
+        return False
     try:
         tables = tomllib.loads(project.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return APP_DIR
-    return directory if "app" in tables.get("tool", {}).get("flwr", {}) else APP_DIR
+        return False
+    return "app" in tables.get("tool", {}).get("flwr", {})
 
 
 def compose_for_app(overrides: list[str], app_dir: Path | None = None) -> DictConfig:
     """The config as the app in `app_dir` (default: the current directory's, else
     fl_app's own) composes it: its `conf/` searched, its task module importable."""
-    app = app_dir_at(app_dir if app_dir is not None else Path.cwd())
-    if app_dir is not None and app != app_dir.resolve():
+    if app_dir is not None and not _is_user_app(app_dir.resolve()):
         raise ValueError(f"app={str(app_dir)!r} is invalid: no Flower app with a conf/ there")
+    app = app_dir_at(app_dir if app_dir is not None else Path.cwd())
     return compose_config(overrides, enter_app(app))
 
 

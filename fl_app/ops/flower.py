@@ -18,7 +18,21 @@ from pathlib import Path
 import httpx
 
 BIN = Path(sys.executable).parent  # Flower's executables sit beside this Python
-APP_DIR = Path(__file__).resolve().parent.parent.parent  # the Flower app directory
+
+
+def _source_app() -> Path | None:
+    """The repository's own Flower app when fl_app runs from a source checkout (its
+    pyproject.toml names fl_app's apps); None when fl_app is an installed package."""
+    root = Path(__file__).resolve().parents[2]
+    project = root / "pyproject.toml"
+    return root if project.is_file() and "fl_app.server_app:app" in project.read_text() else None
+
+
+APP_DIR = _source_app()  # the repository's app: one app on the package, not the package
+NO_APP = (
+    "no Flower app in {where}: run this in an app's directory (one `fl-app new DIR` made, "
+    "with a pyproject.toml and a conf/) or pass --app DIR"
+)
 
 
 def flower_bin(name: str) -> str:
@@ -77,11 +91,13 @@ class FlowerCLI:
     (fl_app's own by default; a user's app made by `fl-app new`)."""
 
     def __init__(
-        self, env: dict[str, str], connection: str | None = None, app_dir: Path = APP_DIR
+        self, env: dict[str, str], connection: str | None = None, app_dir: Path | None = None
     ) -> None:
         self.env = env
         self.connection = connection
-        self.app_dir = app_dir
+        if app_dir is None and APP_DIR is None:
+            raise ValueError(NO_APP.format(where="this installation (no source checkout)"))
+        self.app_dir = app_dir or APP_DIR
 
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """Any `flwr` command, run in the app directory; its output captured."""

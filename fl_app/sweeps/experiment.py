@@ -26,14 +26,15 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fl_app import quiet
-from fl_app.config import CONF_DIR, ConfigError, validate
+from fl_app.config import ConfigError, validate
+from fl_app.config.compose import ROOT_PACKAGE, group_options, search_path_override
 from fl_app.ops.apps import app_dir_at, enter_app
-from fl_app.ops.flower import APP_DIR, FlowerCLI
+from fl_app.ops.flower import FlowerCLI
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.sweeps.summary import read_json, summarize_sweep
 
@@ -62,7 +63,7 @@ def run_config_for(cfg: DictConfig, strategy: str, task_overrides: list[str], ru
     )
 
 
-def launch(cfg: DictConfig, run_config: str, on_line, app_dir: Path = APP_DIR) -> Any:
+def launch(cfg: DictConfig, run_config: str, on_line, app_dir: Path | None = None) -> Any:
     """Run the app in `app_dir` on a private simulation SuperLink, or on the configured
     deployment."""
     fed = cfg.federation
@@ -150,7 +151,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     record["seconds"] = round(time.monotonic() - started, 1)
     (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
     summary = read_json(job_dir / RUN_DIR / "summary.json")
-    metric, value = summary.get("primary_metric", "accuracy"), summary.get("final_metric")
+    metric = summary.get("primary_metric", cfg.task.objective.primary)
+    value = summary.get("final_metric")
     Console(stderr=True).print(
         f"[bold]job {record['job']}[/bold] {record['overrides'] or '(defaults)'}: "
         f"{record['status']}, {metric} {value if value is None else f'{value:.4f}'}, "
@@ -168,17 +170,24 @@ class SweepSummary(Callback):
         Console(stderr=True).print(f"Sweep summary: {', '.join(str(p) for p in paths)}")
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="sweep", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
+def _job(cfg: DictConfig) -> None:
     quiet.setup(cfg.log_level)  # this process imports no TensorFlow; its runs set their own
     run_job(cfg)
 
 
 def main() -> None:
     """`fl-experiment`. In a user's app directory (`fl-app new`), each job runs that app,
-    and its `conf/` is on Hydra's search path, as for the app's own ServerApp."""
-    conf = enter_app(app_dir_at(Path.cwd()))
-    given = any(arg.startswith("hydra.searchpath") for arg in sys.argv[1:])
-    if conf is not None and not given:
-        sys.argv.append(f"hydra.searchpath=['file://{conf}']")
-    _main()
+    and its `conf/` is searched before fl_app's groups (so `--help` lists its tasks and
+    its files replace bundled ones), as for the app's own ServerApp."""
+    try:
+        app = app_dir_at(Path.cwd())
+    except ValueError as err:
+        sys.exit(f"fl-experiment: {err}")
+    conf = enter_app(app)
+    groups = "\n".join(
+        f"{group}: {', '.join(names)}" for group, names in group_options(conf).items()
+    )
+    OmegaConf.register_new_resolver("fl_app_groups", lambda: groups, replace=True)
+    if conf is not None and not any(arg.startswith("hydra.searchpath") for arg in sys.argv[1:]):
+        sys.argv.append(search_path_override(conf))
+    hydra.main(config_path=ROOT_PACKAGE, config_name="sweep", version_base="1.3")(_job)()

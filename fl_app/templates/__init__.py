@@ -1,0 +1,1 @@
+"""The files `fl-app new` writes (package data, read with importlib.resources)."""
