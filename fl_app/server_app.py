@@ -10,7 +10,8 @@ from flwr.app import Context
 from flwr.server import Grid, ServerApp
 
 from fl_app import quiet
-from fl_app.config import load_config
+from fl_app.config import ConfigError, load_config
+from fl_app.fl.failures import KNOWN, fail, report_failures_in_one_line
 
 
 def make_server_app(search_path: Path | None = None) -> ServerApp:
@@ -25,16 +26,29 @@ def make_server_app(search_path: Path | None = None) -> ServerApp:
 
 
 def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
-    """Run one federated training job as the run config asks (fl_app.fl.server)."""
+    """Run one federated training job as the run config asks (fl_app.fl.server).
+
+    A failure fl_app knows (fl_app.fl.failures) ends the run failed with one line naming
+    its cause and fix as the log's last line; its traceback goes to
+    `<output_root>/failed/run<id>.log`.
+    """
     quiet.setup("info")  # before Ray's actors start (simulation); the config may say debug
-    cfg = load_config(context.run_config, search_path)
+    report_failures_in_one_line("info")
+    try:
+        cfg = load_config(context.run_config, search_path)
+    except ConfigError as err:  # no traceback file: the message is the whole story
+        raise fail(err, None, context.run_id) from err
     quiet.setup(cfg.log_level, tensorflow=True)
+    report_failures_in_one_line(cfg.log_level)
     from fl_app.fl.logs import use_flower_handlers
     from fl_app.fl.server import run_server  # imports TensorFlow: after quiet.setup
 
     use_flower_handlers(cfg.log_level)
     quiet.filter_output()  # in simulation, Ray prints its workers' output here
-    run_server(grid, context, cfg)
+    try:
+        run_server(grid, context, cfg, search_path.parent if search_path else None)
+    except KNOWN as err:
+        raise fail(err, Path(cfg.output_root).expanduser() / "failed", context.run_id) from err
 
 
 app = make_server_app()

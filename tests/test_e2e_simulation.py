@@ -418,4 +418,5 @@ def test_an_he_run_that_aggregates_no_round_ends_failed_and_says_so(superlink, t
     result = summary(out)
     assert (result["rounds_completed"], result["rounds_run"]) == (0, 1)
     assert result["rounds_not_aggregated"] == [1] and result["final_model"] is None
-    assert "no round aggregated in 1 round(s)" in output
+    last = [line for line in output.splitlines() if line.strip()][-1]
+    assert "run failed: NoRoundAggregated: no round aggregated in 1 round(s)" in last, last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from fl_app.run.history import RunHistory
 from fl_app.run.progress import RunFacts, RunReport, human_bytes, round_line, summary_lines
@@ -69,8 +70,18 @@ def test_the_summary_block_of_an_encrypted_run_says_how_to_decrypt():
         "Run finished: 3 of 3 round(s) aggregated in 14.2 s, final accuracy 0.893, loss 0.427"
     )
     assert lines[1] == "  artifacts  /runs/r1 (summary.json, tensorboard/)"
-    assert "fl-app decrypt --secret secret.ctx --checkpoint /runs/r1/checkpoint.npz" in lines[2]
+    assert lines[2] == (
+        "  model      encrypted; decrypt it where secret.ctx lives: fl-app decrypt --secret "
+        "secret.ctx --checkpoint /runs/r1/checkpoint.npz --out model.keras"
+    )
     assert lines[3] == "  privacy    ε 8.01 at δ 1e-05"
+    # Issue 23, item 5: a hint that works verbatim when the run knows the secret's path and
+    # the task is a user app's.
+    known = summary_lines(summary, secret="/runs/r1/keys/secret.ctx", app_dir=Path("/apps/mine"))
+    assert known[2] == (
+        "  model      encrypted; decrypt it: fl-app decrypt --secret /runs/r1/keys/secret.ctx "
+        "--checkpoint /runs/r1/checkpoint.npz --out model.keras --app /apps/mine"
+    )
 
 
 def test_the_summary_block_of_a_plaintext_run_names_its_model():

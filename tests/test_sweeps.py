@@ -138,3 +138,18 @@ def test_jobs_run_the_user_app_they_are_started_in(tmp_path):
     assert app_dir_at(APP_DIR) == APP_DIR
     (tmp_path / "app" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert app_dir_at(tmp_path / "app") == APP_DIR  # no [tool.flwr.app]
+
+
+def test_a_failed_jobs_error_is_the_runs_one_line_cause():
+    from fl_app.sweeps.experiment import failure_line
+
+    output = (
+        "\x1b[92mINFO \x1b[0m:      Starting Flower Simulation\n"
+        "\x1b[91mERROR \x1b[0m:     run failed: DataError: /d/x.csv: column 'site' holds "
+        "object values; allowed numbers — fix the data the task reads\n"
+    )
+    assert failure_line(output) == (
+        "run failed: DataError: /d/x.csv: column 'site' holds object values; allowed numbers"
+        " — fix the data the task reads"
+    )
+    assert failure_line("INFO: round 1/1 · ...\n") is None

@@ -6,6 +6,7 @@ Hydra overrides here, so the ServerApp, the ClientApp and tests all compose the 
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from functools import lru_cache
@@ -88,15 +89,41 @@ def compose_config(
     bundled one (`he/seeded.yaml`, `task/digits.yaml`) replaces it.
     """
     overrides = list(overrides or [])
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
     try:
-        with _initialize(search_path, overrides):
-            cfg = compose(config_name="config", overrides=overrides)
+        cfg = _compose(overrides, search_path)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"invalid configuration {overrides}: {err}") from err
+        unknown = UNKNOWN_KEY.search(str(err))
+        if unknown is None:
+            raise ConfigError(f"invalid configuration: {_without_search_path(err)}") from err
+        # A key the config lacks: composed as an addition, so that validation names it
+        # and the nearest key there is ("did you mean ...?").
+        added = [f"+{o}" if _key_of(o) == unknown.group(1) else o for o in overrides]
+        try:
+            cfg = _compose(added, search_path)
+        except (HydraException, OmegaConfBaseException):
+            raise ConfigError(f"invalid configuration: {_without_search_path(err)}") from err
     validate(cfg)
     return cfg
+
+
+UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
+
+
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0]
+
+
+def _without_search_path(err: Exception) -> str:
+    """Hydra's message without its "Config search path" listing (fl_app's internals)."""
+    return " ".join(str(err).split("Config search path:", 1)[0].split())
+
+
+def _compose(overrides: list[str], search_path: Path | None) -> DictConfig:
+    overrides = list(overrides)
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with _initialize(search_path, overrides):
+        return compose(config_name="config", overrides=overrides)
 
 
 def _initialize(search_path: Path | None, overrides: list[str]):

@@ -96,7 +96,7 @@ def _walk(node: DictConfig, schema: type, prefix: str, known: list[str]) -> None
         if name not in fields:
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(f"{key} is not a parameter of fl_app (conf/README.md){hint}")
+            raise ConfigError(f"{key} is not a parameter of fl_app (docs: configuration){hint}")
         spec, hint_type = fields[name]
         if OmegaConf.is_missing(node, name):
             raise ConfigError(

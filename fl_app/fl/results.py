@@ -12,6 +12,7 @@ from flwr.common import EvaluateRes, FitRes, Parameters, Scalar, parameters_to_n
 from flwr.server.client_proxy import ClientProxy
 
 from fl_app.crypto.header import PayloadError
+from fl_app.fl.failures import flat, known_cause
 from fl_app.fl.protocol import DP_EPSILON, DP_HOLDER, DP_NOISE, DP_STEPS, REFUSED_KEY
 
 Failure = tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
@@ -113,7 +114,8 @@ def one_per_client(
 def describe_failure(failure: Failure) -> str:
     """A log-safe description of a failed client: who and why, never the payload."""
     if isinstance(failure, BaseException):
-        return f"{type(failure).__name__}: {failure}"
+        text = str(failure)
+        return known_cause(text) or f"{type(failure).__name__}: {flat(text)}"
     proxy, res = failure
     return f"client {proxy.cid}: {res.status.code.name} {res.status.message}"
 

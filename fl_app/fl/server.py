@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from fl_app.config import mode_of, to_yaml
 from fl_app.config.task import data_spec
 from fl_app.fl.factory import build_strategy, check_task, new_model
+from fl_app.fl.failures import NoRoundAggregated, client_cause
 from fl_app.fl.rounds import run_rounds
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.wire import CountingGrid
@@ -30,8 +31,9 @@ from fl_app.run.tracking import TENSORBOARD_DIR, trackers_for
 logger = logging.getLogger(__name__)
 
 
-def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
-    """Run one federated training job as `cfg` (the run's composed config) asks.
+def run_server(grid: Grid, context: Context, cfg: DictConfig, app_dir: Path | None = None) -> None:
+    """Run one federated training job as `cfg` (the run's composed config) asks;
+    `app_dir` is a user app's directory (`fl-app new`), named in the decrypt hint.
 
     Every check comes before the first write: a refused run leaves its directory as it
     was (no config.yaml over another run's, no keys generated into it). A tracker that
@@ -41,7 +43,7 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     RunState.check_start(run_dir, resume=cfg.resume)
     trackers = trackers_for(cfg, run_dir, context.run_id)
     try:
-        summary = _train(grid, context, cfg, run_dir, trackers)
+        summary = _train(grid, context, cfg, run_dir, trackers, app_dir)
     except BaseException:
         for tracker in trackers:
             tracker.abort()
@@ -49,27 +51,32 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig) -> None:
     for tracker in trackers:
         tracker.finish(summary, run_dir)
     if summary["rounds_completed"] == 0:
-        raise RuntimeError(
+        cause = client_cause([drop["why"] for drop in summary["dropped"]])
+        raise NoRoundAggregated(
             f"no round aggregated in {summary['rounds_run']} round(s): every update was "
-            "rejected or too few arrived (see the warnings above); the run failed and its "
-            "model is the untrained initial one"
+            "rejected or too few arrived"
+            + (f" (the clients: {cause})" if cause else " (see the warnings above)")
+            + "; the model is the untrained initial one"
         )
 
 
 def _train(
-    grid: Grid, context: Context, cfg: DictConfig, run_dir: Path, trackers: list[Any]
+    grid: Grid,
+    context: Context,
+    cfg: DictConfig,
+    run_dir: Path,
+    trackers: list[Any],
+    app_dir: Path | None,
 ) -> dict[str, Any]:
     """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
     mode = mode_of(cfg)
-    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
+    simulated = cfg.federation.name == "simulation"  # the server can see the source
+    rows = source_fingerprint(data_spec(cfg)) if simulated else None  # reads (checks) it
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
-    simulated = cfg.federation.name == "simulation"  # the server can see the source
-    identity = run_identity(
-        cfg,
-        keys.fingerprint if keys else None,
-        source_fingerprint(data_spec(cfg)) if simulated else None,
-    )
+    # Keys last among the checks: generating them is the run directory's first write.
+    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
+    identity = run_identity(cfg, keys.fingerprint if keys else None, rows)
     if cfg.resume:
         state = RunState.resume(run_dir, identity)
     else:
@@ -94,8 +101,15 @@ def _train(
     files = ["summary.json", "metrics.csv", "metrics.png"]
     if cfg.tracking.tensorboard:
         files.append(f"{TENSORBOARD_DIR}/")
-    generated = run_dir / "keys" / "secret.ctx"  # simulation without configured keys
-    secret = str(generated) if generated.exists() else "secret.ctx"
-    for line in summary_lines(summary, files, secret):
+    for line in summary_lines(summary, files, _secret_path(cfg, run_dir), app_dir):
         logger.info("%s", line)
     return summary
+
+
+def _secret_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """Where the run's HE secret context is, when this machine knows: the keys a
+    simulation generated, or the configured `he.secret_context`."""
+    generated = run_dir / "keys" / "secret.ctx"
+    if generated.exists():
+        return str(generated)
+    return str(cfg.he.secret_context) if cfg.get("he") and cfg.he.secret_context else None

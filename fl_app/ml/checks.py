@@ -17,6 +17,10 @@ class DataError(ValueError):
     """Data that cannot be trained on; the message names its file or source."""
 
 
+class TaskError(ValueError):
+    """A task's model that cannot be built as configured (task.model, task.model_args)."""
+
+
 def check_features(where: str, x: Features) -> None:
     """Real numbers, one row per example, at least one row, the same rows in every named
     input; floats finite in float32."""

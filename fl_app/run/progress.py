@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fl_app.run.artifacts import upload_per_client
@@ -86,10 +87,14 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
 
 
 def summary_lines(
-    summary: dict[str, Any], files: Iterable[str] = (), secret: str = "secret.ctx"
+    summary: dict[str, Any],
+    files: Iterable[str] = (),
+    secret: str | None = None,
+    app_dir: Path | None = None,
 ) -> list[str]:
     """The end-of-run block: rounds and final metrics, where things are, ε, decryption
-    (`secret`: where the HE secret context is, when this machine knows)."""
+    (`secret`: where the HE secret context is, when this machine knows; `app_dir`: the
+    user app whose task the decryption composes)."""
     primary = summary.get("primary_metric", "accuracy")
     final = summary.get("final_metric")
     head = (
@@ -104,13 +109,19 @@ def summary_lines(
     if summary.get("final_model"):
         lines.append(f"  model      {summary['final_model']}")
     elif summary.get("encrypted") and summary.get("rounds_completed"):
+        where = "" if secret else " where secret.ctx lives"
+        app = f" --app {app_dir}" if app_dir is not None else ""
         lines.append(
-            "  model      encrypted; decrypt it where secret.ctx lives: fl-app decrypt "
-            f"--secret {secret} --checkpoint {summary['checkpoint']} --out model.keras"
+            f"  model      encrypted; decrypt it{where}: fl-app decrypt --secret "
+            f"{secret or 'secret.ctx'} --checkpoint {summary['checkpoint']} --out model.keras" + app
         )
     if (dp := summary.get("dp")) is not None:
-        spent = "unbounded (no noise)" if dp["epsilon"] is None else f"{dp['epsilon']:.3g}"
-        lines.append(f"  privacy    ε {spent} at δ {dp['delta']:g}")
+        if dp["epsilon"] is not None:
+            lines.append(f"  privacy    ε {dp['epsilon']:.3g} at δ {dp['delta']:g}")
+        elif "per_holder_epsilon" in dp and not dp["per_holder_epsilon"]:
+            lines.append("  privacy    no holder trained, so none spent any ε")
+        else:
+            lines.append(f"  privacy    ε unbounded (no noise) at δ {dp['delta']:g}")
     return lines
 
 

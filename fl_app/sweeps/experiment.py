@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,24 @@ RUN_DIR = "run"
 # Config keys that travel as their own run-config keys, not inside `overrides`.
 DEDICATED = {"strategy", "num_rounds", "output_dir", "quiet"}
 ROUND_LINE = re.compile(r"round (\d+)/\d+ · ")  # fl_app's line at the end of each round
+FAILURE_LINE = re.compile(r"run failed: (.+)")  # fl_app.fl.failures.PREFIX
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Flower colours its log levels
+
+
+def failure_line(output: str) -> str | None:
+    """The ServerApp's one-line cause of a failed run ("run failed: ..."), if it gave one."""
+    found = FAILURE_LINE.findall(ANSI.sub("", output))
+    return f"run failed: {found[-1].strip()}" if found else None
+
+
+def app_overrides(app: Path) -> list[str]:
+    """The Hydra overrides in the app's pyproject.toml run config (`overrides`)."""
+    try:
+        tables = tomllib.loads((app / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    text = tables.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
+    return shlex.split(str(text.get("overrides", "")))
 
 
 def _key(override: str) -> str:
@@ -141,7 +161,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if result.status == "finished:completed" and summary_path.exists():
             record["status"] = "completed"
         else:
-            record["error"] = f"run ended {result.status}; see {job_dir / 'flwr_run.log'}"
+            record["error"] = failure_line(result.output) or (
+                f"run ended {result.status}; see {job_dir / 'flwr_run.log'}"
+            )
         (job_dir / "flwr_run.log").write_text(result.output)
     except (ConfigError, RuntimeError, TimeoutError, OSError, KeyError) as err:
         record["error"] = f"{type(err).__name__}: {err}"
@@ -184,6 +206,10 @@ def main() -> None:
     except ValueError as err:
         sys.exit(f"fl-experiment: {err}")
     conf = enter_app(app)
+    given = {_key(arg) for arg in sys.argv[1:] if not arg.startswith("-")}
+    # The app's own run-config `overrides` (an app of `fl-app new` names its task there)
+    # are the sweep's defaults too, unless the command line sets the same key.
+    sys.argv += [o for o in app_overrides(app) if _key(o) not in given]
     groups = "\n".join(
         f"{group}: {', '.join(names)}" for group, names in group_options(conf).items()
     )
