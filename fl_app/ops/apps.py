@@ -39,12 +39,13 @@ def _is_user_app(directory: Path) -> bool:
 
 
 def compose_for_app(overrides: list[str], app_dir: Path | None = None) -> DictConfig:
-    """The config as the app in `app_dir` (default: the current directory's, else
-    fl_app's own) composes it: its `conf/` searched, its task module importable."""
+    """The config as the app in `app_dir` (default: the current directory's, if it is
+    one) composes it: its `conf/` searched, its task module importable. Outside any app,
+    fl_app's bundled groups alone (enough for a bundled task, also when installed)."""
     if app_dir is not None and not _is_user_app(app_dir.resolve()):
         raise ValueError(f"app={str(app_dir)!r} is invalid: no Flower app with a conf/ there")
-    app = app_dir_at(app_dir if app_dir is not None else Path.cwd())
-    return compose_config(overrides, enter_app(app))
+    app = (app_dir if app_dir is not None else Path.cwd()).resolve()
+    return compose_config(overrides, enter_app(app) if _is_user_app(app) else None)
 
 
 def enter_app(app: Path) -> Path | None:
