@@ -68,7 +68,7 @@ def test_the_scaffold_is_written_from_the_packages_templates(tmp_path):
     assert template("pyproject.toml.tmpl") == shipped
     pyproject = (tmp_path / "app" / "pyproject.toml").read_text()
     assert 'license = "LicenseRef-Proprietary"' in pyproject  # no warning on every run
-    assert 'overrides = "task=clinic"' in pyproject
+    assert 'overrides = "task=clinic federation.num_supernodes=2"' in pyproject
 
 
 def test_an_installed_fl_app_outside_any_app_says_where_to_run(tmp_path, monkeypatch):

@@ -40,8 +40,14 @@ def _new(args: argparse.Namespace) -> int:
     name = args.name or args.dir.resolve().name.replace("-", "_")
     new_app(args.dir, name)
     print(f"Wrote a Flower app for task '{name}' into {args.dir}; edit {name}_task.py and "
-          f"conf/task/{name}.yaml, then: cd {args.dir} && flwr run . --stream")  # fmt: skip
+          f"conf/task/{name}.yaml, then: {run_hint(args.dir)}")  # fmt: skip
     return 0
+
+
+def run_hint(app: Path) -> str:
+    """How to run a new app: the local SuperLink `flwr run` starts must not `uv sync`
+    the app's dependencies (fl_app is installed already, and on no index it could use)."""
+    return f"cd {app} && FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream"
 
 
 def _certs(args: argparse.Namespace) -> int:

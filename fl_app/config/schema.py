@@ -2,9 +2,9 @@
 
 Each default lives here, once, with its one-line meaning, and every number its allowed
 range (`ranged`: fl_app/config/ranges.py checks them all, and refuses unknown keys).
-The YAML files in `conf/` only choose: the defaults list picks an option per group,
-and an option's file sets its `name` and what differs from these defaults (see
-conf/README.md).
+The YAML files in `fl_app/conf/` only choose: the defaults list picks an option per
+group, and an option's file sets its `name` and what differs from these defaults (the
+docs' configuration reference is generated from this module).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ObjectiveConfig:
 
 @dataclass
 class TaskConfig:
-    """A task plug-in: model + data + objective (conf/task/*.yaml; README "Your own task")."""
+    """A task plug-in: model + data + objective (conf/task/*.yaml; docs: "Your own task")."""
 
     name: str = MISSING  # the task's name (checkpoints, summaries, plots)
     # built-in architecture (cnn | mlp | wide_mlp | seed_mlp), a .keras file, or the
@@ -200,7 +200,7 @@ class AppConfig:
 
 @dataclass
 class SweepConfig(AppConfig):
-    """`fl-experiment` (conf/sweep.yaml): the app's config plus what only sweeps use."""
+    """`fl-experiment` (fl_app/conf_root/sweep.yaml): the app's config plus what only sweeps use."""
 
     quiet: bool = False  # no progress bars, one line per job
 

@@ -23,7 +23,7 @@ FLOAT32_BYTES = 4
 
 
 def human_bytes(n: float) -> str:
-    """`n` bytes in kB, MB or GB (powers of 1000, as the tables of the README)."""
+    """`n` bytes in kB, MB or GB (powers of 1000, as the docs' tables)."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
