@@ -29,3 +29,13 @@ def holder_data():
         server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
     )  # fmt: skip
     return cfg, data
+
+
+@pytest.fixture(scope="module")
+def superlink(tmp_path_factory):
+    """A local simulation SuperLink of the test module's own (its FLWR_HOME and free
+    loopback ports), stopped by PID at the module's end."""
+    from fl_app.ops.local_superlink import LocalSuperLink
+
+    with LocalSuperLink(tmp_path_factory.mktemp("flwr_home")) as link:
+        yield link

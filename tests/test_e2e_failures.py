@@ -15,14 +15,6 @@ pytestmark = pytest.mark.slow
 FEDERATION = "num-supernodes=2 client-resources-num-cpus=1"
 
 
-@pytest.fixture(scope="module")
-def superlink(tmp_path_factory):
-    link = LocalSuperLink(tmp_path_factory.mktemp("flwr_home"))
-    link.start()
-    yield link
-    link.stop()
-
-
 def last_line(output: str) -> str:
     """The last line the run's log stream showed (Flower's own `flwr run` lines after the
     stream are not the ServerApp's log)."""

@@ -18,12 +18,6 @@ FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
 FLOWER_STAGES = ("[ROUND 1]", "configure_fit:", "aggregate_evaluate:", "History (loss")
 
 
-@pytest.fixture(scope="module")
-def superlink(tmp_path_factory):
-    with LocalSuperLink(tmp_path_factory.mktemp("flwr_home")) as link:
-        yield link
-
-
 def run(link: LocalSuperLink, out: Path, strategy: str, rounds: int, extra: str = "") -> str:
     result = link.submit(
         f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
