@@ -4,6 +4,7 @@ The run's config comes first: its `log_level` decides how TensorFlow is imported
 (quietly by default, see fl_app.quiet), so the training code is imported after it.
 """
 
+import logging
 from pathlib import Path
 
 from flwr.app import Context
@@ -11,7 +12,10 @@ from flwr.server import Grid, ServerApp
 
 from fl_app import quiet
 from fl_app.config import ConfigError, load_config
+from fl_app.config.compose import shadowed
 from fl_app.fl.failures import KNOWN, fail, report_failures_in_one_line
+
+logger = logging.getLogger(__name__)
 
 
 def make_server_app(search_path: Path | None = None) -> ServerApp:
@@ -45,6 +49,8 @@ def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
 
     use_flower_handlers(cfg.log_level)
     quiet.filter_output()  # in simulation, Ray prints its workers' output here
+    for name in shadowed(search_path) if search_path is not None else ():
+        logger.info("this app's conf/%s replaces fl_app's own", name)
     try:
         run_server(grid, context, cfg, search_path.parent if search_path else None)
     except KNOWN as err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_e2e_simulation import flwr_run, superlink  # noqa: F401  (the module's SuperLink)
+from test_e2e_simulation import flwr_run
 
 pytestmark = pytest.mark.slow
 

@@ -119,16 +119,13 @@ def _without_search_path(err: Exception) -> str:
 
 
 def _compose(overrides: list[str], search_path: Path | None) -> DictConfig:
-    overrides = list(overrides)
+    """fl_app's primary config, its groups found along the search path."""
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with _initialize(search_path, overrides):
-        return compose(config_name="config", overrides=overrides)
-
-
-def _initialize(search_path: Path | None, overrides: list[str]):
-    overrides.insert(0, search_path_override(search_path))
-    return initialize_config_module(config_module=ROOT_MODULE, version_base="1.3")
+    with initialize_config_module(config_module=ROOT_MODULE, version_base="1.3"):
+        return compose(
+            config_name="config", overrides=[search_path_override(search_path), *overrides]
+        )
 
 
 def search_path_override(search_path: Path | None) -> str:
@@ -139,11 +136,6 @@ def search_path_override(search_path: Path | None) -> str:
         else [f"file://{search_path.resolve()}", GROUPS_PACKAGE]
     )
     return f"hydra.searchpath=[{','.join(_quote(path) for path in paths)}]"
-
-
-def bundled_tasks() -> list[str]:
-    """The names of fl_app's own `task/` options."""
-    return sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml"))
 
 
 def group_options(search_path: Path | None = None) -> dict[str, list[str]]:
