@@ -59,7 +59,7 @@ OWN_CASES = {"secagg": ["garbage", "extra_arrays"]}
 # process by tests/test_server_contract.py and tests/test_strategy.py; end to end, the
 # two modes whose server path differs most: HE, and SecAgg+ (Flower's workflow).
 @pytest.mark.parametrize("mode", ["he", "secagg"])
-def test_one_hostile_client_neither_crashes_nor_moves_the_run(superlink, tmp_path, mode):  # noqa: F811
+def test_one_hostile_client_neither_crashes_nor_moves_the_run(superlink, tmp_path, mode):
     out = tmp_path / mode
     # Every case under HE. The others share HE's screening path for most cases (the
     # contract test drives them all in process), so end to end they run the cases their

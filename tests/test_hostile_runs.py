@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fl_app.config import ConfigError, compose_config
+from fl_app.fl.failures import RunFailed
 from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fl_app.server_app import main
 
@@ -25,10 +26,14 @@ def start(run_dir: Path, strategy: str, overrides: str = "") -> None:
         run_id=7,
         run_config={
             "strategy": strategy, "num-server-rounds": 1, "output-dir": str(run_dir),
-            "overrides": f"federation.num_supernodes=2 {overrides}",
+            "overrides": f"federation.num_supernodes=2 output_root={run_dir.parent / 'outs'} "
+                         f"{overrides}",
         },
     )  # fmt: skip
-    main(grid=None, context=context)
+    try:
+        main(grid=None, context=context)
+    except RunFailed as failure:  # the one line (tests/test_failures.py); here, its cause
+        raise failure.__cause__ from None
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ or source named: the project's own `DataError`, never a numpy or pandas tracebac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,25 @@ class DataError(ValueError):
 
 class TaskError(ValueError):
     """A task's model that cannot be built as configured (task.model, task.model_args)."""
+
+
+def check_builder_arguments(model: str, builder: Callable[..., Any], args: Mapping) -> None:
+    """`task.model_args` must fit the model builder's signature: refused naming both,
+    not a TypeError from inside it."""
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    try:
+        signature.bind(**args)
+    except TypeError as err:
+        wants = ", ".join(
+            name if param.default is param.empty else f"{name}={param.default!r}"
+            for name, param in signature.parameters.items()
+        )
+        raise TaskError(
+            f"task.model_args={dict(args)} do not fit task.model={model!r} ({wants}): {err}"
+        ) from err
 
 
 def check_features(where: str, x: Features) -> None:

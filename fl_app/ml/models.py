@@ -3,7 +3,6 @@ file, compiled from the task's objective; local training and evaluation."""
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from fl_app.ml.checks import TaskError
+from fl_app.ml.checks import TaskError, check_builder_arguments
 from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
@@ -73,25 +72,6 @@ BUILTIN_MODELS: dict[str, Callable[..., keras.Model]] = {
 
 
 # ---------------------------------------------------------------- building
-def _check_arguments(model: str, builder: Callable[..., Any], args: Mapping[str, Any]) -> None:
-    """`task.model_args` must fit the builder's signature: refused naming both, not a
-    TypeError from inside it."""
-    try:
-        signature = inspect.signature(builder)
-    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
-        return
-    try:
-        signature.bind(**args)
-    except TypeError as err:
-        wants = ", ".join(
-            name if param.default is param.empty else f"{name}={param.default!r}"
-            for name, param in signature.parameters.items()
-        )
-        raise TaskError(
-            f"task.model_args={dict(args)} do not fit task.model={model!r} ({wants}): {err}"
-        ) from err
-
-
 def build_model(
     model: str,
     *,
@@ -113,7 +93,7 @@ def build_model(
             net = keras.saving.load_model(Path(model).expanduser())
         else:
             builder = BUILTIN_MODELS.get(model) or resolve(model)
-            _check_arguments(model, builder, model_args)
+            check_builder_arguments(model, builder, model_args)
             net = builder(**model_args)
     if not isinstance(net, keras.Model):
         raise TaskError(f"task.model={model!r} returned {type(net).__name__}, not a keras.Model")
