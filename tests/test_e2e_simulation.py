@@ -164,16 +164,14 @@ def test_a_resumed_record_dp_run_reports_the_epsilon_of_every_round_once_per_hol
     assert len(ledgers) == 3 and all(stat_mode(p) == 0o600 for p in ledgers)
 
     before = files_of(out)
-    # (each key resume refuses is unit-tested in tests/test_run_state.py; here, two end
-    # to end, one of privacy and one of the model's input)
-    for change, named in [
-        ("dp.noise_multiplier=2.0", "dp.noise_multiplier (checkpoint: 1.5, this run: 2.0)"),
-        ("task.preprocess=none", "preprocess (checkpoint: 'standardize', this run: 'none')"),
-    ]:
-        _, status, output = run_to(superlink, out, "he", 4, f"{RECORD_DP} resume=true {change}")
-        assert status == "finished:failed"
-        assert "resume=true refused" in output and named in output, output[-3000:]
-        assert files_of(out) == before  # nothing written: not config.yaml, not a ledger
+    # (each key resume refuses is unit-tested in tests/test_run_state.py; here one end to
+    # end, of privacy: a refused resume books nothing into any holder's ledger)
+    _, status, output = run_to(superlink, out, "he", 4, f"{RECORD_DP} resume=true "
+                               "dp.noise_multiplier=2.0")  # fmt: skip
+    assert status == "finished:failed"
+    named = "dp.noise_multiplier (checkpoint: 1.5, this run: 2.0)"
+    assert "resume=true refused" in output and named in output, output[-3000:]
+    assert files_of(out) == before  # nothing written: not config.yaml, not a ledger
 
     _, status, output = run_to(superlink, out, "he", 4, f"{RECORD_DP} resume=true")
     assert status == "finished:completed", output[-3000:]
@@ -187,25 +185,6 @@ def test_a_resumed_record_dp_run_reports_the_epsilon_of_every_round_once_per_hol
     for path in ledgers:
         assert [b["round"] for b in json.loads(path.read_text())["bookings"]] == [1, 2, 3, 4]
     assert four["bounded"] is True and "n is treated as public" in four["unit"]
-
-
-def test_a_resume_that_turns_dp_on_is_refused_and_writes_nothing(superlink, fedavg_run):
-    out, _, _ = fedavg_run
-    before = files_of(out)
-    _, status, output = run_to(
-        superlink, out, "fedavg", 4, "resume=true dp.enabled=true dp.level=record"
-    )
-    assert status == "finished:failed"
-    assert "dp.enabled (checkpoint: False, this run: True)" in output, output[-3000:]
-    assert files_of(out) == before
-
-
-def test_record_dp_refuses_a_holders_own_statistics_before_round_one(superlink, tmp_path):
-    out = tmp_path / "private_stats"
-    _, status, output = run_to(superlink, out, "he", 1, f"{RECORD_DP} task.preprocess_stats=null")
-    assert status == "finished:failed"
-    assert "without task.preprocess_stats is invalid under dp.level=record" in output
-    assert not out.exists()
 
 
 def test_final_model_is_a_normal_keras_model(fedavg_run):

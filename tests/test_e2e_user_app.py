@@ -119,58 +119,8 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
         assert not np.allclose(trained[path], initial[path])
 
 
-NESTED_NORM_TASK = textwrap.dedent(
-    '''
-    """A user's custom block that hides a BatchNormalization inside it."""
-    import keras
-
-
-    class Block(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.dense = keras.layers.Dense(8, activation="relu")
-            self.norm = keras.layers.BatchNormalization()
-
-        def call(self, x, training=None):
-            return self.norm(self.dense(x), training=training)
-
-
-    def build():
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(Block()(inputs)))
-    '''
-)
-
-
-def test_record_dp_refuses_a_batch_normalization_nested_in_a_users_layer(tmp_path):
-    """Issue 21: the check walked `.layers` only, so a custom layer's BatchNormalization
-    trained its moving statistics without noise and sent them with the weights."""
-    import pandas as pd
-
-    app = new_app(tmp_path / "nested")
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
-    frame["y"] = (frame["a"] > 0).astype("int64")
-    frame.to_csv(tmp_path / "rows.csv", index=False)
-    (app / "nested_task.py").write_text(NESTED_NORM_TASK)
-    (app / "conf" / "task" / "nested.yaml").write_text(
-        f"name: nested\nmodel: nested_task.build\nsource: fl_app.ml.sources.table\n"
-        f"source_args: {{path: {tmp_path / 'rows.csv'}, target: y}}\n"
-        "objective: {loss: binary_crossentropy}\n"
-    )
-    out = tmp_path / "out"
-    result = train_app(
-        app, tmp_path / "flwr_home",
-        f"num-server-rounds=1 output-dir='{out}' overrides='task=nested "
-        "federation.num_supernodes=2 dp.enabled=true dp.level=record'", 2,
-    )  # fmt: skip
-    assert result.status == "finished:failed"
-    assert "(BatchNormalization) computes batch statistics" in result.output, result.output[-3000:]
-    assert not (out / "checkpoint.npz").exists()  # refused before round 1
-
-
-# `cd app && fl-experiment -m ...` (each job runs the user's app, its task and metric) is
-# CI's .ci/wheel, from an installed wheel.
+# A custom layer's BatchNormalization under record-level DP is refused before round 1:
+# tests/test_record_dp.py (in process; a user app's module path changes nothing there).
 
 
 def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeypatch):

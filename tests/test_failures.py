@@ -133,3 +133,39 @@ def test_model_args_that_do_not_fit_the_builder_are_a_task_error_naming_both():
         "name='mlp', hidden=(32, 16)): missing a required argument: 'input_shape'"
     )
     assert one_line(caught.value).endswith("— fix the task's model (task.model, task.model_args)")
+
+
+def start_server(tmp_path, overrides: str) -> str:
+    """The ServerApp's main until it refuses (before it would use the Grid): its line."""
+    from flwr.app import Context, RecordDict
+
+    from fl_app.server_app import main
+
+    context = Context(run_id=9, node_id=0, node_config={}, state=RecordDict(), run_config={
+        "num-server-rounds": 1, "output-dir": str(tmp_path / "out"),
+        "overrides": f"federation.num_supernodes=2 output_root={tmp_path} {overrides}",
+    })  # fmt: skip
+    with pytest.raises(RunFailed) as caught:
+        main(grid=None, context=context)
+    return str(caught.value)
+
+
+def test_a_data_file_the_server_cannot_read_fails_in_one_line_before_any_write(tmp_path):
+    """The issue's user: a string column, read only after scrolling a traceback."""
+    table = tmp_path / "clinic_str.csv"
+    table.write_text("age,site_code,y\n" + "".join(f"{i},s{i % 3},{i % 2}\n" for i in range(40)))
+    source = f"task.source=fl_app.ml.sources.table task.source_args={{path:{table},target:y}}"
+    line = start_server(tmp_path, f"task=breast_cancer {source} task.preprocess_stats=null")
+    log = tmp_path / "failed" / "run9.log"
+    assert line == (
+        f"DataError: {table}: column 'site_code' holds object values; allowed numbers — fix "
+        f"the data the task reads (task.source, task.source_args) (traceback: {log})"
+    )
+    assert not (tmp_path / "out").exists()  # read before keys or anything else is written
+
+
+def test_a_missing_key_file_fails_in_one_line_before_any_write(tmp_path):
+    line = start_server(tmp_path, "he.public_context=/nonexistent/public.ctx")
+    assert line.startswith("HEKeyError: cannot read HE context /nonexistent/public.ctx")
+    assert " — point he.public_context/he.secret_context at keys `fl-app keygen` made" in line
+    assert not (tmp_path / "out").exists()
