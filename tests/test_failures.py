@@ -4,9 +4,11 @@ End to end through `flwr run`: tests/test_e2e_failures.py."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import pytest
+from test_hostile_runs import refused_start
 
 from fl_app.config import ConfigError
 from fl_app.crypto.keys import HEKeyError
@@ -109,15 +111,9 @@ def test_an_unknown_failure_keeps_flowers_full_report():
     assert OneLineFailure(False).filter(record) and record.exc_info is not None
 
 
-def test_the_server_app_turns_a_bad_config_key_into_the_line_before_any_training():
-    from flwr.app import Context, RecordDict
-
-    from fl_app.server_app import main
-
-    context = Context(run_id=5, node_id=0, node_config={}, state=RecordDict(),
-                      run_config={"overrides": "train.local_epoch=2"})  # fmt: skip
-    with pytest.raises(RunFailed, match=r"did you mean 'train\.local_epochs'\? — change"):
-        main(grid=None, context=context)
+def test_the_server_app_turns_a_bad_config_key_into_the_line_before_any_training(tmp_path):
+    failure = refused_start(tmp_path / "out", "he", "train.local_epoch=2")
+    assert re.search(r"did you mean 'train\.local_epochs'\? — change", str(failure))
 
 
 def test_model_args_that_do_not_fit_the_builder_are_a_task_error_naming_both():
@@ -137,17 +133,7 @@ def test_model_args_that_do_not_fit_the_builder_are_a_task_error_naming_both():
 
 def start_server(tmp_path, overrides: str) -> str:
     """The ServerApp's main until it refuses (before it would use the Grid): its line."""
-    from flwr.app import Context, RecordDict
-
-    from fl_app.server_app import main
-
-    context = Context(run_id=9, node_id=0, node_config={}, state=RecordDict(), run_config={
-        "num-server-rounds": 1, "output-dir": str(tmp_path / "out"),
-        "overrides": f"federation.num_supernodes=2 output_root={tmp_path} {overrides}",
-    })  # fmt: skip
-    with pytest.raises(RunFailed) as caught:
-        main(grid=None, context=context)
-    return str(caught.value)
+    return str(refused_start(tmp_path / "out", "he", overrides, output_root=tmp_path))
 
 
 def test_a_data_file_the_server_cannot_read_fails_in_one_line_before_any_write(tmp_path):
@@ -156,7 +142,7 @@ def test_a_data_file_the_server_cannot_read_fails_in_one_line_before_any_write(t
     table.write_text("age,site_code,y\n" + "".join(f"{i},s{i % 3},{i % 2}\n" for i in range(40)))
     source = f"task.source=fl_app.ml.sources.table task.source_args={{path:{table},target:y}}"
     line = start_server(tmp_path, f"task=breast_cancer {source} task.preprocess_stats=null")
-    log = tmp_path / "failed" / "run9.log"
+    log = tmp_path / "failed" / "run7.log"
     assert line == (
         f"DataError: {table}: column 'site_code' holds object values; allowed numbers — fix "
         f"the data the task reads (task.source, task.source_args) (traceback: {log})"

@@ -20,20 +20,27 @@ from fl_app.server_app import main
 FL_APP = str(Path(sys.executable).parent / "fl-app")
 
 
-def start(run_dir: Path, strategy: str, overrides: str = "") -> None:
-    """The ServerApp's main up to where it would need the Grid (it never gets there)."""
+def refused_start(
+    run_dir: Path, strategy: str, overrides: str = "", output_root: Path | None = None
+) -> RunFailed:
+    """The ServerApp's main up to where it refuses (it never reaches the Grid): its
+    one-line failure (tests/test_failures.py checks the line)."""
+    root = output_root or run_dir.parent / "outs"  # tracebacks of failed runs go there
     context = SimpleNamespace(
         run_id=7,
         run_config={
             "strategy": strategy, "num-server-rounds": 1, "output-dir": str(run_dir),
-            "overrides": f"federation.num_supernodes=2 output_root={run_dir.parent / 'outs'} "
-                         f"{overrides}",
+            "overrides": f"federation.num_supernodes=2 output_root={root} {overrides}",
         },
     )  # fmt: skip
-    try:
+    with pytest.raises(RunFailed) as caught:
         main(grid=None, context=context)
-    except RunFailed as failure:  # the one line (tests/test_failures.py); here, its cause
-        raise failure.__cause__ from None
+    return caught.value
+
+
+def start(run_dir: Path, strategy: str, overrides: str = "") -> None:
+    """The same, raising the error behind the one line (these tests name it)."""
+    raise refused_start(run_dir, strategy, overrides).__cause__ from None
 
 
 @pytest.fixture

@@ -112,4 +112,4 @@ def _secret_path(cfg: DictConfig, run_dir: Path) -> str | None:
     generated = run_dir / "keys" / "secret.ctx"
     if generated.exists():
         return str(generated)
-    return str(cfg.he.secret_context) if cfg.get("he") and cfg.he.secret_context else None
+    return str(cfg.he.secret_context) or None  # every config has an `he` group
