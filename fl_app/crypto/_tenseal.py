@@ -1,4 +1,4 @@
-"""The one place TenSEAL is imported.
+"""How fl_app imports TenSEAL (ops/warm_exec.py preloads it earlier, before TensorFlow).
 
 TensorFlow and TenSEAL ship clashing copies of shared C++ symbols: with TensorFlow
 imported first, TenSEAL's deserialisation crashes the process (SIGSEGV). Loading

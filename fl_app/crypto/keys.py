@@ -5,16 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
-from fl_app.crypto._tenseal import sealapi, ts
-from fl_app.crypto.memfile import save_bytes
+from fl_app.crypto.backends import Context, backend_for, backend_of, context_from
 from fl_app.crypto.presets import Preset, get_preset
 from fl_app.crypto.secret_files import write_private
-from fl_app.crypto.seeded import MAGIC, SeededContext, describe
-
-# A context: TenSEAL's (presets `compact`, `nvflare`) or fl_app's seeded one (`seeded`).
-Context = Any
 
 SECRET_NAME = "secret.ctx"
 PUBLIC_NAME = "public.ctx"
@@ -28,54 +22,22 @@ class HEKeyError(ValueError):
 def build_context(preset: Preset) -> Context:
     """A fresh private context (secret key included) for `preset`."""
     preset.check_security()
-    if preset.seeded:
-        return SeededContext.build(preset)
-    if preset.scheme == "bfv":
-        plain_modulus = sealapi.PlainModulus.Batching(
-            preset.poly_modulus_degree, preset.plain_modulus_bits
-        ).value()
-        ctx = ts.context(
-            ts.SCHEME_TYPE.BFV,
-            poly_modulus_degree=preset.poly_modulus_degree,
-            plain_modulus=plain_modulus,
-            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
-        )
-    else:
-        ctx = ts.context(
-            ts.SCHEME_TYPE.CKKS,
-            poly_modulus_degree=preset.poly_modulus_degree,
-            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
-        )
-        ctx.global_scale = 2.0**preset.scale_bits
-    return ctx
+    return backend_for(preset).build(preset)
 
 
 def secret_bytes(ctx: Context) -> bytes:
     """The whole context, secret key included: write it 0600."""
-    if isinstance(ctx, SeededContext):
-        return ctx.to_bytes(secret=True)
-    return ctx.serialize(save_secret_key=True)
+    return backend_of(ctx).to_bytes(ctx, secret=True)
 
 
 def public_bytes(ctx: Context) -> bytes:
     """The context without secret key, Galois or relinearisation keys (sums need none)."""
-    if isinstance(ctx, SeededContext):
-        return ctx.to_bytes(secret=False)
-    return ctx.serialize(
-        save_public_key=True,
-        save_secret_key=False,
-        save_galois_keys=False,
-        save_relin_keys=False,
-    )
+    return backend_of(ctx).to_bytes(ctx, secret=False)
 
 
 def fingerprint(ctx: Context) -> str:
     """A short hash of the public key; equal for a secret context and its public copy."""
-    if isinstance(ctx, SeededContext):
-        key = ctx.public_key_bytes()
-    else:
-        key = save_bytes(ctx.public_key().data.save)
-    return hashlib.sha256(key).hexdigest()[:16]
+    return hashlib.sha256(backend_of(ctx).public_key_bytes(ctx)).hexdigest()[:16]
 
 
 def require_public(ctx: Context, where: str) -> Context:
@@ -97,9 +59,7 @@ def require_private(ctx: Context, where: str) -> Context:
 
 def parameters_of(ctx: Context) -> str:
     """A context's scheme and encryption parameters, as one comparable line."""
-    if isinstance(ctx, SeededContext):
-        return describe(ctx.parms)
-    return describe(ctx.seal_context().data.key_context_data().parms())
+    return backend_of(ctx).parameters(ctx)
 
 
 def preset_parameters(preset: Preset) -> str:
@@ -108,7 +68,7 @@ def preset_parameters(preset: Preset) -> str:
         f"{preset.scheme.upper()} N={preset.poly_modulus_degree} "
         f"q bits={tuple(preset.coeff_mod_bit_sizes)}"
     )
-    return line + (f" t bits={preset.plain_modulus_bits}" if preset.scheme == "bfv" else "")
+    return line + (f" t bits={preset.plain_modulus_bits}" if preset.plain_modulus_bits else "")
 
 
 def require_preset(ctx: Context, preset: Preset, where: str) -> Context:
@@ -148,13 +108,6 @@ def load_context(path: Path) -> Context:
         return context_from(data)
     except Exception as err:  # TenSEAL and SEAL raise bare ValueError/RuntimeError
         raise HEKeyError(f"{path} is not an HE context: {type(err).__name__}: {err}") from err
-
-
-def context_from(data: bytes) -> Context:
-    """A context from the bytes of `secret_bytes` or `public_bytes`."""
-    if data.startswith(MAGIC):
-        return SeededContext.from_bytes(data)
-    return ts.context_from(data)
 
 
 def load_public_context(path: Path) -> Context:

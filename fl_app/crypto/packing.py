@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from fl_app.crypto.backends import backend_for
 from fl_app.crypto.presets import Preset
 
 
@@ -74,7 +75,7 @@ def spans(layout: Layout, preset: Preset) -> list[tuple[int, int]]:
     packing (NVIDIA FLARE's layout) starts a new ciphertext at every layer, the weight
     slot after the last layer's values.
     """
-    slots = preset.slots
+    slots = backend_for(preset).slots(preset)
     if preset.packing == "dense":
         blocks = [(0, layout.length + 1)]
     else:

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.crypto._tenseal import ts
+from fl_app.crypto.backends import Context, WeightBoundError, backend_for
 from fl_app.crypto.header import Header, PayloadError, check_header
-from fl_app.crypto.keys import Context, fingerprint
+from fl_app.crypto.keys import fingerprint
 from fl_app.crypto.packing import Layout, spans
 from fl_app.crypto.presets import Preset
 from fl_app.crypto.seal_form import NotSeeded
-from fl_app.crypto.seeded import SeededContext
+
+__all__ = ["EncryptedSum", "PayloadError", "WeightBoundError", "decrypt_aggregate",
+           "encrypt_update", "to_arrays", "to_payload"]  # fmt: skip
 
 
 def to_payload(arrays: list[np.ndarray]) -> list[bytes]:
@@ -36,33 +38,7 @@ def to_arrays(payload: list[bytes]) -> list[np.ndarray]:
 
 def max_ciphertext_bytes(preset: Preset) -> int:
     """Upper bound on one serialised ciphertext: two uncompressed polynomials plus slack."""
-    return 2 * preset.poly_modulus_degree * 8 * preset.data_primes + 4096
-
-
-def _encrypt(ctx: Context, preset: Preset, values: np.ndarray) -> bytes:
-    if isinstance(ctx, SeededContext):
-        return ctx.encrypt(values)
-    if preset.scheme == "bfv":
-        return ts.bfv_vector(ctx, values.tolist()).serialize()
-    return ts.ckks_vector(ctx, values.tolist()).serialize()
-
-
-def _load_vector(ctx: Context, preset: Preset, blob: bytes):
-    """A ciphertext to add or decrypt: `+=`, `.serialize()`, `.decrypt()`."""
-    if isinstance(ctx, SeededContext):
-        return ctx.load(blob)
-    if preset.scheme == "bfv":
-        return ts.bfv_vector_from(ctx, blob)
-    return ts.ckks_vector_from(ctx, blob)
-
-
-def _load_upload(ctx: Context, preset: Preset, blob: bytes):
-    """A client's ciphertext; under the seeded preset only the seeded form, which only a
-    holder of the secret key can make (public-key presets: anyone with the public key
-    can encrypt, and node authentication decides who may send)."""
-    if isinstance(ctx, SeededContext):
-        return ctx.load_upload(blob)
-    return _load_vector(ctx, preset, blob)
+    return 2 * preset.poly_modulus_degree * 8 * backend_for(preset).data_primes(preset) + 4096
 
 
 def encrypt_update(
@@ -81,35 +57,15 @@ def encrypt_update(
     if not np.all(np.isfinite(flat)):
         raise ValueError("weights contain NaN or infinity; refusing to encrypt them")
     flat = np.append(flat, 1.0)  # the weight slot: it encrypts `coefficient` itself
-    if preset.scheme == "bfv":
-        _check_bound(weights, preset)
-        encoded = np.rint(flat * coefficient * 2.0**preset.scale_bits).astype(np.int64)
-    else:
-        encoded = flat * coefficient
-    chunks = [_encrypt(ctx, preset, encoded[s : s + n]) for s, n in spans(layout, preset)]
+    backend = backend_for(preset)
+    encoding = backend.encoding(preset)
+    encoding.check(weights)
+    encoded = encoding.encode(flat, coefficient)
+    chunks = [backend.encrypt(ctx, encoded[s : s + n]) for s, n in spans(layout, preset)]
     header = Header(
         preset.name, preset.scheme, fingerprint(ctx), layout, len(chunks), bound_to=bound_to
     )
     return [header.to_bytes(), *chunks]
-
-
-class WeightBoundError(ValueError):
-    """A weight is beyond what the preset's fixed-point encoding can sum."""
-
-    def __init__(self, index: int, largest: float, preset: Preset) -> None:
-        self.index, self.largest, self.bound = index, largest, preset.max_abs_weight
-        super().__init__(
-            f"weight array {index} has |w| = {largest:.3g}: exceeds the {preset.name!r} "
-            f"preset's limit {preset.max_abs_weight} (|w| <= {preset.max_abs_weight}); "
-            "the fixed-point sum could overflow"
-        )
-
-
-def _check_bound(weights: list[np.ndarray], preset: Preset) -> None:
-    for index, array in enumerate(weights):
-        largest = float(np.max(np.abs(array), initial=0.0))
-        if largest > preset.max_abs_weight:
-            raise WeightBoundError(index, largest, preset)
 
 
 # An aggregate's total weight sum(n_k) / R is about 1; below this it is not a real one.
@@ -119,22 +75,14 @@ MIN_TOTAL_WEIGHT = 1e-9
 WEIGHT_TOLERANCE = 1e-3
 
 
-def plausible_bound(preset: Preset) -> float:
-    """The largest |w| a genuine aggregate can decrypt to: BFV's encoding limit, or for
-    CKKS what the first prime holds above the scale."""
-    if preset.scheme == "bfv":
-        return preset.max_abs_weight
-    return 2.0 ** (preset.coeff_mod_bit_sizes[0] - preset.scale_bits - 1)
-
-
 def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> list[np.ndarray]:
     """The weighted mean an aggregate payload encrypts (needs the secret context).
 
     Refuses an aggregate whose header or values cannot be genuine: a total weight that is
     not a finite number in [MIN_TOTAL_WEIGHT, the preset's max_total_weight] or that its
     weight slot does not carry, a ciphertext count other than the header's, or a mean
-    beyond `plausible_bound` (the sign of ciphertexts under another key behind a forged
-    header).
+    beyond its encoding's `plausible_bound` (the sign of ciphertexts under another key
+    behind a forged header).
     """
     if not payload:
         raise PayloadError("payload is empty")
@@ -148,12 +96,12 @@ def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> lis
         )
     if len(payload) - 1 != header.count:
         raise PayloadError(f"{len(payload) - 1} ciphertexts, the header announces {header.count}")
+    backend = backend_for(preset)
+    encoding = backend.encoding(preset)
     flat = np.zeros(header.layout.length + 1, dtype=np.float64)
     for (start, size), blob in zip(spans(header.layout, preset), payload[1:], strict=True):
-        values = np.asarray(_load_vector(ctx, preset, blob).decrypt(), dtype=np.float64)
+        values = encoding.decode(np.asarray(backend.load(ctx, blob).decrypt()))
         flat[start : start + size] = values[:size]
-    if preset.scheme == "bfv":
-        flat /= 2.0**preset.scale_bits
     flat, carried = flat[:-1], float(flat[-1])  # the weight slot: the true total weight
     if not abs(carried - total) <= WEIGHT_TOLERANCE * max(total, abs(carried)):
         raise PayloadError(
@@ -163,9 +111,10 @@ def decrypt_aggregate(ctx: Context, preset: Preset, payload: list[bytes]) -> lis
         )
     mean = flat / total
     largest = float(np.max(np.abs(mean), initial=0.0))
-    if not largest <= 1.001 * plausible_bound(preset):  # fixed-point slack; NaN fails too
+    bound = encoding.plausible_bound()
+    if not largest <= 1.001 * bound:  # fixed-point slack; NaN fails too
         raise PayloadError(
-            f"aggregate decrypts to |w| = {largest:.3g}, beyond the {plausible_bound(preset):g} "
+            f"aggregate decrypts to |w| = {largest:.3g}, beyond the {bound:g} "
             "a genuine one can reach: encrypted under another key (forged header) or damaged"
         )
     return header.layout.unflatten(mean)
@@ -181,6 +130,7 @@ class EncryptedSum:
         self.preset = preset
         self.layout = layout
         self.fingerprint = fingerprint(public_ctx)
+        self._backend = backend_for(preset)
         self._spans = spans(layout, preset)
         self._max_bytes = max_ciphertext_bytes(preset)
         self._sums: list[Any] | None = None
@@ -210,17 +160,16 @@ class EncryptedSum:
                     f"ciphertext {index} has {len(blob)} bytes, allowed 1..{self._max_bytes}"
                 )
             try:
-                vector = _load_upload(self.ctx, self.preset, blob)
+                vector = self._backend.load_upload(self.ctx, blob)
             except NotSeeded as err:
                 raise PayloadError(f"ciphertext {index} refused: {err}") from err
             except Exception as err:  # TenSEAL raises bare ValueError/RuntimeError
                 raise PayloadError(
                     f"ciphertext {index} does not deserialise: {type(err).__name__}"
                 ) from err
-            if not self.preset.seeded and vector.size() != size:  # seeded: N slots always
-                raise PayloadError(
-                    f"ciphertext {index} holds {vector.size()} values, expected {size}"
-                )
+            held = self._backend.size(vector)  # None: N slots always (seeded)
+            if held is not None and held != size:
+                raise PayloadError(f"ciphertext {index} holds {held} values, expected {size}")
             vectors.append(vector)
         return vectors
 
@@ -233,6 +182,11 @@ class EncryptedSum:
                 total += vector
         self.total_weight += weight
         self.count += 1
+
+    def total_weight_fits(self) -> bool:
+        """Whether the sum's total weight is within what the encoding can hold (BFV's
+        fixed point wraps beyond the preset's max_total_weight)."""
+        return self._backend.encoding(self.preset).total_weight_fits(self.total_weight)
 
     def result(self) -> list[bytes]:
         """The aggregate payload: header with the total weight, then the summed ciphertexts."""

@@ -14,7 +14,7 @@ class Preset:
     """One HE parameter set and how model updates are laid out in it."""
 
     name: str
-    scheme: str  # "bfv" (fixed point, exact sums) | "ckks" (approximate floats)
+    scheme: str  # "bfv" (fixed point, exact sums) | "ckks" (approximate floats), in headers
     poly_modulus_degree: int
     coeff_mod_bit_sizes: tuple[int, ...]
     scale_bits: int  # BFV: fixed-point scale 2^bits; CKKS: global scale 2^bits
@@ -22,19 +22,9 @@ class Preset:
     packing: str = "dense"  # "dense": all layers back to back | "per_layer"
     max_abs_weight: float = 64.0  # BFV: largest |weight| a client may encrypt
     max_total_weight: float = 30.0  # BFV: largest sum of client coefficients n_k / R
-    seeded: bool = False  # BFV: clients encrypt with the secret key, c1 sent as a seed
-
-    @property
-    def data_primes(self) -> int:
-        """Coefficient primes a ciphertext carries (the special prime is the keys' only)."""
-        return len(self.coeff_mod_bit_sizes) - (0 if self.seeded else 1)
-
-    @property
-    def slots(self) -> int:
-        """Values one ciphertext holds."""
-        if self.scheme == "bfv":
-            return self.poly_modulus_degree
-        return self.poly_modulus_degree // 2
+    # which library makes its ciphertexts (fl_app/crypto/backends.py): tenseal_bfv |
+    # tenseal_ckks | seeded_bfv (clients encrypt with the secret key, c1 sent as a seed)
+    backend: str = "tenseal_bfv"
 
     @property
     def total_modulus_bits(self) -> int:
@@ -49,12 +39,6 @@ class Preset:
                 f"{self.total_modulus_bits} modulus bits is below 128-bit security "
                 f"(allowed at most {limit} bits for this N)"
             )
-
-    def tolerance(self, num_clients: int) -> float:
-        """Worst-case absolute error of a decrypted weighted mean of `num_clients`."""
-        if self.scheme == "bfv":
-            return num_clients * 0.5 / 2**self.scale_bits
-        return num_clients * 2.0**-20  # CKKS noise, far above its ~2^-30 typical error
 
 
 PRESETS = {
@@ -77,7 +61,7 @@ PRESETS = {
         plain_modulus_bits=33,
         packing="dense",
         max_total_weight=2.0,
-        seeded=True,
+        backend="seeded_bfv",
     ),
     # Add-only aggregation: BFV batching puts one value in each of N slots, and a
     # single 56-bit ciphertext prime (53-bit special prime for the key) keeps the
@@ -102,6 +86,7 @@ PRESETS = {
         coeff_mod_bit_sizes=(60, 40, 40),
         scale_bits=40,
         packing="per_layer",
+        backend="tenseal_ckks",
     ),
 }
 
