@@ -25,7 +25,7 @@ def holder_data():
 
     cfg = compose_config(["task=breast_cancer"])
     data = load_client_data(
-        data_spec(cfg), PartitionSpec("iid", 3), 0,
+        data_spec(cfg.task), PartitionSpec("iid", 3), 0,
         server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
     )  # fmt: skip
     return cfg, data

@@ -138,7 +138,7 @@ def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeyp
     try:
         info = deploy.up(
             tmp_path / "fed", num_nodes=2, task="mine",
-            data=data_spec(compose_for_app(["task=mine"], app)),
+            data=data_spec(compose_for_app(["task=mine"], app).task),
         )  # fmt: skip
         overrides = (
             "federation=deployment federation.num_supernodes=2 task=mine "

@@ -25,7 +25,7 @@ def test_one_fedsgd_round_is_theta_minus_lr_times_the_weighted_mean_gradient():
     clients, results = [], []
     for pid in range(3):
         data = load_client_data(
-            data_spec(cfg), PartitionSpec("iid", 3), pid,
+            data_spec(cfg.task), PartitionSpec("iid", 3), pid,
             server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
         )  # fmt: skip
         client = KerasClient(

@@ -125,7 +125,7 @@ def test_node_files_of_named_inputs_keep_column_names_and_dtypes(wards, fmt):
     import pandas as pd
 
     tmp_path = wards
-    data = data_spec(compose_config(named_task(tmp_path / "patients.parquet")))
+    data = data_spec(compose_config(named_task(tmp_path / "patients.parquet")).task)
     paths = export_partitions(
         data, PartitionSpec("iid", 3), tmp_path / fmt, server_test_fraction=0.2, seed=0,
         file_format=fmt,
@@ -228,7 +228,7 @@ def test_the_scaffolds_own_task_composes_from_its_conf_and_trains(tmp_path, monk
         timeout=300,
     )  # fmt: skip  (run in the app's directory: its conf/ and module are found)
     assert exported.returncode == 0, exported.stderr[-2000:]
-    rows = read_data_file(tmp_path / "nodes" / "partition_1.parquet", data_spec(cfg))
+    rows = read_data_file(tmp_path / "nodes" / "partition_1.parquet", data_spec(cfg.task))
     assert rows.x.shape[1:] == (4,) and len(rows) == 120  # 300 rows - 20 %, / 2
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         new_app(tmp_path / "app", "clinic")

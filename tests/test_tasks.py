@@ -60,7 +60,7 @@ def user_task(tmp_path, monkeypatch):
 
 def client_of(cfg, partition_id=0) -> KerasClient:
     data = load_client_data(
-        data_spec(cfg), PartitionSpec("iid", 3), partition_id,
+        data_spec(cfg.task), PartitionSpec("iid", 3), partition_id,
         server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
     )  # fmt: skip
     return KerasClient(lambda: new_model(cfg), data, local_epochs=2, batch_size=16, seed=1)
@@ -173,10 +173,10 @@ def test_a_parquet_table_source_with_named_columns_feeds_every_holder(tmp_path):
     # a SuperNode's own file with the same columns, in any of the file formats
     for fmt in ("parquet", "csv"):
         paths = export_partitions(
-            data_spec(cfg), PartitionSpec("iid", 3), tmp_path / fmt,
+            data_spec(cfg.task), PartitionSpec("iid", 3), tmp_path / fmt,
             server_test_fraction=0.2, seed=0, file_format=fmt,
         )  # fmt: skip
-        rows = read_data_file(paths[1], data_spec(cfg))
+        rows = read_data_file(paths[1], data_spec(cfg.task))
         assert rows.x.shape[1:] == (3,) and set(np.unique(rows.y)) <= {0, 1}
     bad = compose_config([*table_task[:-4], "+task.source_args.target=death", *table_task[-3:]])
     with pytest.raises(ValueError, match="has no 'death' column"):
@@ -210,7 +210,7 @@ def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path
         )  # fmt: skip
         parts = [
             load_client_data(
-                data_spec(cfg),
+                data_spec(cfg.task),
                 PartitionSpec(partition, 3, min_partition_size=5),
                 pid,
                 server_test_fraction=0.2,
@@ -223,12 +223,12 @@ def test_hugging_face_datasets_from_parquet_data_files_and_save_to_disk(tmp_path
         assert all(p.train.x.shape[1:] == (3,) for p in parts)
         # a SuperNode's own file keeps the dataset's column names and reads back
         files = export_partitions(
-            data_spec(cfg), PartitionSpec(partition, 3, min_partition_size=5),
+            data_spec(cfg.task), PartitionSpec(partition, 3, min_partition_size=5),
             tmp_path / f"nodes_{len(extra)}", server_test_fraction=0.2, seed=0,
             file_format="parquet",
         )  # fmt: skip
         assert list(pd.read_parquet(files[0]).columns) == ["a", "b", "c", "label"]
-        assert read_data_file(files[0], data_spec(cfg)).x.shape[1:] == (3,)
+        assert read_data_file(files[0], data_spec(cfg.task)).x.shape[1:] == (3,)
 
 
 THREE_CLASSES = textwrap.dedent(

@@ -21,7 +21,7 @@ def _export(args: argparse.Namespace) -> int:
     cfg = compose_for_app(overrides, args.app)
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
-        data_spec(cfg), spec, args.out, server_test_fraction=float(cfg.task.server_test_fraction),
+        data_spec(cfg.task), spec, args.out, server_test_fraction=float(cfg.task.server_test_fraction),
         seed=int(cfg.seed), file_format=args.format,
     )  # fmt: skip
     print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
@@ -43,7 +43,7 @@ def _federation(args: argparse.Namespace) -> int:
         args.dir,
         num_nodes=args.nodes,
         task=args.task,
-        data=data_spec(compose_for_app([f"task={args.task}"], args.app)),
+        data=data_spec(compose_for_app([f"task={args.task}"], args.app).task),
         partition=spec,
         preset=args.preset,
         port=args.port,

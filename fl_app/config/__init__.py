@@ -7,14 +7,15 @@ config, and the checks that fail a bad value before any training.
 
 from fl_app.config.compose import CONF_DIR, compose_config, load_config, to_yaml
 from fl_app.config.errors import ConfigError
-from fl_app.config.modes import MODES, Mode, mode_of
+from fl_app.config.modes import MODES, ModeFacts, evaluates_centrally, mode_of
 from fl_app.config.validate import validate
 
 __all__ = [
     "CONF_DIR",
     "MODES",
     "ConfigError",
-    "Mode",
+    "ModeFacts",
+    "evaluates_centrally",
     "compose_config",
     "load_config",
     "mode_of",

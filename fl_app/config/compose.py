@@ -21,7 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fl_app.config import schema  # noqa: F401  (registers the schemas Hydra composes)
+from fl_app.config.schema import AppConfig  # (importing it registers the schemas)
 from fl_app.config.errors import ConfigError
 from fl_app.config.validate import validate
 
@@ -35,12 +35,15 @@ ROOT_PACKAGE = f"pkg://{ROOT_MODULE}"
 GROUPS_PACKAGE = "pkg://fl_app.conf"
 CONF_DIR = Path(str(files("fl_app.conf")))
 
-# Run-config key -> the config key it sets. `overrides` is the free-form rest.
+# Run-config key -> the config key (or group) it sets; `overrides` is the free-form rest.
 RUN_CONFIG_KEYS = {
+    "privacy": "privacy",
     "strategy": "strategy",
     "num-server-rounds": "num_rounds",
     "output-dir": "output_dir",
 }
+# What `strategy` meant before the privacy/ group: the privacy mode.
+_MOVED_TO_PRIVACY = {"he": "he", "secagg": "secagg"}
 
 
 def _quote(value: str) -> str:
@@ -49,15 +52,25 @@ def _quote(value: str) -> str:
     return f"'{escaped}'"
 
 
+def _value(value: str) -> str:
+    """A run-config value as a Hydra override's value: a path is quoted, a name is not."""
+    return value if re.fullmatch(r"[\w.+-]+", value) else _quote(value)
+
+
 def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
     """Turn Flower's run config into a list of Hydra overrides."""
-    overrides = []
-    if "strategy" in run_config:
-        overrides.append(f"strategy={run_config['strategy']}")
-    if "num-server-rounds" in run_config:
-        overrides.append(f"num_rounds={run_config['num-server-rounds']}")
-    if run_config.get("output-dir"):
-        overrides.append(f"output_dir={_quote(str(run_config['output-dir']))}")
+    moved = _MOVED_TO_PRIVACY.get(str(run_config.get("strategy", "")))
+    if moved is not None:
+        raise ConfigError(
+            f"run config strategy={run_config['strategy']!r} is invalid: the privacy mode is "
+            f"the run-config key 'privacy' now (privacy = \"{moved}\"), and 'strategy' the "
+            "aggregation algorithm (fedavg, fedprox, fedavgm, fedadam, fedyogi)"
+        )
+    overrides = [
+        f"{key}={_value(str(run_config[rc_key]))}"
+        for rc_key, key in RUN_CONFIG_KEYS.items()
+        if run_config.get(rc_key) not in (None, "")
+    ]
     try:
         free_form = shlex.split(str(run_config.get("overrides", "")))
     except ValueError as err:  # e.g. "No closing quotation"
@@ -68,21 +81,23 @@ def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(free_form)
     except HydraException as err:
         raise ConfigError(f"run config 'overrides' could not be parsed: {err}") from err
+    dedicated = {key: rc_key for rc_key, key in RUN_CONFIG_KEYS.items()}
     for override in parsed:
-        key = override.key_or_group
-        for rc_key, cfg_key in RUN_CONFIG_KEYS.items():
-            if key == cfg_key:
-                raise ConfigError(
-                    f"run config 'overrides' sets '{key}'; use the run-config key "
-                    f"'{rc_key}' instead"
-                )
+        rc_key = dedicated.get(override.key_or_group)
+        if rc_key is not None:
+            raise ConfigError(
+                f"run config 'overrides' sets '{override.key_or_group}'; use the run-config "
+                f"key '{rc_key}' instead"
+            )
     return overrides + free_form
 
 
 def compose_config(
     overrides: list[str] | None = None, search_path: Path | None = None
-) -> DictConfig:
-    """Compose fl_app's config.yaml with Hydra overrides, then validate it.
+) -> AppConfig:
+    """Compose fl_app's config.yaml with Hydra overrides, validate it, and return it
+    typed: the schema's dataclasses (fl_app.config.schema), which every component gets
+    its slice of.
 
     `search_path` is a user app's own `conf/` (`fl-app new`), searched *before* fl_app's
     bundled groups: its `task/` options join fl_app's, and a file of its own named like a
@@ -103,7 +118,12 @@ def compose_config(
         except (HydraException, OmegaConfBaseException):
             raise ConfigError(f"invalid configuration: {_without_search_path(err)}") from err
     validate(cfg)
-    return cfg
+    return typed(cfg)
+
+
+def typed(cfg: DictConfig) -> AppConfig:
+    """A validated composed config as the schema's dataclasses."""
+    return OmegaConf.to_object(cfg)
 
 
 UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
@@ -156,7 +176,7 @@ def shadowed(search_path: Path) -> list[str]:
     return sorted(str(path) for path in own if (CONF_DIR / path).is_file())
 
 
-def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> DictConfig:
+def load_config(run_config: Mapping[str, Any], search_path: Path | None = None) -> AppConfig:
     """Compose the configuration a Flower run asks for."""
     return compose_config(overrides_from_run_config(run_config), search_path)
 
@@ -170,12 +190,13 @@ def run_key(run_config: Mapping[str, Any]) -> RunKey:
 
 
 @lru_cache(maxsize=8)
-def config_for(key: RunKey, search_path: Path | None) -> DictConfig:
+def config_for(key: RunKey, search_path: Path | None) -> AppConfig:
     """The composed, validated config of a run, once per process (never modified by
     its users: the ClientApp calls of a worker share it)."""
     return load_config(dict(key), search_path)
 
 
-def to_yaml(cfg: DictConfig) -> str:
+def to_yaml(cfg: AppConfig | DictConfig) -> str:
     """Render the resolved configuration."""
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_yaml(node, resolve=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from fl_app.config.ranges import ranged
 
@@ -71,7 +71,14 @@ class PartitionConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = MISSING  # the privacy mode (fl_app/config/modes.py): fedavg | he | secagg
+    """The aggregation algorithm (conf/strategy/*.yaml), whatever the privacy mode."""
+
+    name: str = MISSING  # fedavg | fedprox | fedavgm | fedadam | fedyogi (or an app's own)
+    # the Flower Strategy the server runs: `_target_` (its import path) and its own
+    # arguments (Flower's names: proximal_mu, eta, beta_1, server_momentum, ...)
+    algorithm: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "flwr.server.strategy.FedAvg"}
+    )
     fraction_fit: float = ranged(
         1.0, low=0, high=1, low_open=True
     )  # share of available clients sampled to train
@@ -79,7 +86,9 @@ class StrategyConfig:
     min_fit_clients: int = ranged(2, low=1)  # fewest clients sampled, and fewest results aggregated
     min_evaluate_clients: int = ranged(2, low=1)  # fewest clients sampled for evaluation
     min_available_clients: int = ranged(2, low=1)  # nodes that must be connected before a round
-    centralized_evaluation: bool = True  # evaluate on the server test set (plaintext)
+    # evaluate on the server's test set; null = whenever the privacy mode shows the server
+    # the aggregate (none, secagg), never under privacy=he
+    centralized_evaluation: bool | None = None
     evaluate_every: int = ranged(
         1, low=1
     )  # federated evaluation every k rounds; the last round always evaluates
@@ -88,19 +97,24 @@ class StrategyConfig:
 
 
 @dataclass
-class SecAggStrategyConfig(StrategyConfig):
-    """strategy=secagg: Flower's SecAgg+ parameters on top of the common ones."""
+class PrivacyConfig:
+    """The privacy mode (conf/privacy/*.yaml): what the server can see of the updates."""
 
-    secagg_num_shares: float = ranged(
+    name: str = MISSING  # none | he | secagg (fl_app/fl/modes)
+
+
+@dataclass
+class SecAggConfig(PrivacyConfig):
+    """privacy=secagg: Flower's SecAgg+ parameters."""
+
+    num_shares: float = ranged(
         3, low=0, low_open=True
     )  # shares per secret (int, or fraction of clients)
-    secagg_reconstruction_threshold: float = ranged(
-        2, low=0, low_open=True
-    )  # shares needed to reconstruct
-    secagg_clipping_range: float = ranged(
+    reconstruction_threshold: float = ranged(2, low=0, low_open=True)  # shares to reconstruct
+    clipping_range: float = ranged(
         8.0, low=0, low_open=True
     )  # clip updates to [-range, range] before quantising
-    secagg_quantization_range: int = ranged(4194304, low=2)  # quantisation levels (2^22)
+    quantization_range: int = ranged(4194304, low=2)  # quantisation levels (2^22)
 
 
 @dataclass
@@ -120,7 +134,6 @@ class FederationConfig:
         10, low=1
     )  # SuperNodes: simulated ones, or those expected to connect
     client_num_cpus: int = ranged(1, low=1)  # CPUs reserved per simulated ClientApp
-    client_num_gpus: float = ranged(0.0, low=0)  # GPU share per simulated ClientApp
     node_wait_timeout: float = ranged(
         120.0, low=0, low_open=True
     )  # seconds the server waits for enough nodes
@@ -131,8 +144,6 @@ class FederationConfig:
         0.5, low=0, low_open=True
     )  # longest wait between polls: each empty poll doubles it up to this
     connection: str = ""  # deployment: SuperLink connection name in FLWR_HOME/config.toml
-    address: str = ""  # deployment: SuperLink address host:port
-    root_certificates: str = ""  # deployment: CA certificate that signed the SuperLink's
 
 
 @dataclass
@@ -180,10 +191,11 @@ class TrackingConfig:
 @dataclass
 class AppConfig:
     task: TaskConfig = MISSING  # what is learned (group task/)
-    strategy: StrategyConfig = MISSING  # how updates are aggregated (group strategy/)
+    privacy: PrivacyConfig = MISSING  # what the server may see of updates (group privacy/)
+    strategy: StrategyConfig = MISSING  # the aggregation algorithm (group strategy/)
     partition: PartitionConfig = MISSING  # how data is split (group partition/)
     federation: FederationConfig = MISSING  # where it runs (group federation/)
-    he: HEConfig = MISSING  # encryption parameters for strategy=he (group he/)
+    he: HEConfig = MISSING  # encryption parameters for privacy=he (group he/)
     train: TrainConfig = field(default_factory=TrainConfig)  # local training
     fault: FaultConfig = field(default_factory=FaultConfig)  # fault injection, off
     dp: DPConfig = field(default_factory=DPConfig)  # differential privacy, off
@@ -205,13 +217,18 @@ class SweepConfig(AppConfig):
     quiet: bool = False  # no progress bars, one line per job
 
 
+def plain(node: Any) -> Any:
+    """A config value as plain Python (dicts and lists), whether typed or composed."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
 def register() -> None:
     """Put the schemas where conf/ names them (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="app_schema", node=AppConfig)
     store.store(name="sweep_schema", node=SweepConfig)
-    # Outside the strategy/ group, so that it is not one of its options.
-    store.store(group="schema/strategy", name="secagg", node=SecAggStrategyConfig)
+    # Outside the privacy/ group, so that it is not one of its options.
+    store.store(group="schema/privacy", name="secagg", node=SecAggConfig)
 
 
 register()

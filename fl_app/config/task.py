@@ -5,32 +5,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from fl_app.config.errors import ConfigError, require
+from fl_app.config.schema import TaskConfig, plain
 from fl_app.ml.objective import Objective
 from fl_app.ml.sources import BUNDLED, PUBLISHED, PUBLISHED_STATS, DataSpec
 
 
-def data_spec(cfg: DictConfig) -> DataSpec:
+def data_spec(task: TaskConfig) -> DataSpec:
     """The task's data, as the ML layer names it."""
-    task = cfg.task
     bundled = BUNDLED.get(task.source)
     return DataSpec(
-        source=str(task.source),
-        args=json.dumps(OmegaConf.to_container(task.source_args, resolve=True), sort_keys=True),
-        preprocess=str(task.preprocess),
-        stats=public_statistics(cfg),
+        source=task.source,
+        args=json.dumps(plain(task.source_args), sort_keys=True),
+        preprocess=task.preprocess,
+        stats=public_statistics(task),
         classification=task.objective.type == "classification",
         feature_shape=bundled.feature_shape if bundled else None,
         num_classes=bundled.num_classes if bundled else None,
     )
 
 
-def public_statistics(cfg: DictConfig) -> str:
+def public_statistics(task: TaskConfig) -> str:
     """task.preprocess_stats as canonical JSON ("" when none are given): inline, from a
     .json file, or a bundled source's published ones."""
-    task, key = cfg.task, "task.preprocess_stats"
+    key = "task.preprocess_stats"
     given = task.preprocess_stats
     if given is None or given == "":
         return ""
@@ -48,14 +46,9 @@ def public_statistics(cfg: DictConfig) -> str:
             return json.dumps(json.loads(path.read_text()), sort_keys=True)
         except ValueError as err:
             raise ConfigError(f"{key}={given!r} is invalid: not JSON ({err})") from err
-    return json.dumps(OmegaConf.to_container(given, resolve=True), sort_keys=True)
+    return json.dumps(plain(given), sort_keys=True)
 
 
-def objective(cfg: DictConfig) -> Objective:
-    goal = cfg.task.objective
-    return Objective(
-        loss=str(goal.loss),
-        metrics=tuple(str(m) for m in goal.metrics),
-        primary=str(goal.primary),
-        higher_is_better=bool(goal.higher_is_better),
-    )
+def objective(task: TaskConfig) -> Objective:
+    goal = task.objective
+    return Objective(goal.loss, tuple(goal.metrics), goal.primary, goal.higher_is_better)

@@ -34,7 +34,7 @@ def validate(cfg: DictConfig) -> None:
     """Fail before any training on a key the schema lacks, a number outside its declared
     range (both from the schema, for every field), and values that cannot work together."""
     check_schema(cfg, SweepConfig if "quiet" in cfg else AppConfig)
-    for check in (_task, _train, _partition, *mode_of(cfg).checks, _he, _fault, _dp):
+    for check in (_task, _train, _strategy, _partition, *mode_of(cfg).checks, _he, _fault, _dp):
         check(cfg)
     _federation(cfg)
     require(cfg.log_level in LOG_LEVELS, "log_level", cfg.log_level, f"one of {LOG_LEVELS}")
@@ -64,7 +64,7 @@ def _task(cfg: DictConfig) -> None:
         task.preprocess,
         f"one of {PREPROCESSING}",
     )
-    public_statistics(cfg)  # a file that does not exist or is not JSON: refused now
+    public_statistics(task)  # a file that does not exist or is not JSON: refused now
     objective = task.objective
     require(
         objective.type in OBJECTIVES, "task.objective.type", objective.type, f"one of {OBJECTIVES}"
@@ -87,8 +87,9 @@ def _importable(key: str, value: str, names: tuple[str, ...], suffix: str = "") 
     module, sep, attr = value.partition(":")
     if not sep:
         module, _, attr = value.rpartition(".")
-    allowed = f"one of {names}" + (f", a {suffix} file" if suffix else "")
-    allowed += " or the import path of a callable (package.module.function)"
+    given = [f"one of {names}"] if names else []
+    given += [f"a {suffix} file"] if suffix else []
+    allowed = ", ".join([*given, "the import path of a callable (package.module.Name)"])
     require(bool(module and attr) and _module_exists(module), key, value, allowed)
 
 
@@ -104,6 +105,11 @@ def _train(cfg: DictConfig) -> None:
     require(
         train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, f"one of {OPTIMIZERS}"
     )
+
+
+def _strategy(cfg: DictConfig) -> None:
+    target = cfg.strategy.algorithm.get("_target_", "")
+    _importable("strategy.algorithm._target_", target, ())
 
 
 def _partition(cfg: DictConfig) -> None:
@@ -126,7 +132,7 @@ def _dp(cfg: DictConfig) -> None:
     dp = cfg.dp
     require(dp.level in DP_LEVELS, "dp.level", dp.level, f"one of {DP_LEVELS}")
     task = cfg.task
-    source = statistics_source(str(task.preprocess), bool(public_statistics(cfg)))
+    source = statistics_source(str(task.preprocess), bool(public_statistics(task)))
     if dp.enabled and dp.level == "record" and source == "holder":
         raise ConfigError(
             f"task.preprocess={task.preprocess!r} without task.preprocess_stats is invalid "

@@ -36,7 +36,7 @@ def new_model(cfg: DictConfig) -> keras.Model:
     task = cfg.task
     args = OmegaConf.to_container(task.model_args, resolve=True)
     if task.model in BUILTIN_MODELS:  # shapes from the bundled data unless given
-        data = data_spec(cfg)
+        data = data_spec(cfg.task)
         if data.feature_shape is not None:
             args.setdefault("input_shape", data.feature_shape)
         args.setdefault("outputs", data.num_classes if data.classification else 1)
@@ -44,7 +44,7 @@ def new_model(cfg: DictConfig) -> keras.Model:
     return build_model(
         str(task.model),
         model_args=args,
-        objective=objective(cfg),
+        objective=objective(cfg.task),
         optimizer=cfg.train.optimizer,
         learning_rate=float(cfg.train.learning_rate),
         seed=int(cfg.seed),
@@ -62,14 +62,14 @@ def node_data(cfg: DictConfig, node_config: dict) -> tuple[ClientData, int]:
         path = Path(str(node_config[NODE_DATA_KEY])).expanduser()
         data = load_node_data(
             path,
-            data_spec(cfg),
+            data_spec(cfg.task),
             client_test_fraction=float(cfg.task.client_test_fraction),
             seed=int(cfg.seed),
         )
         return data, int(cfg.seed) + zlib.crc32(str(path).encode())
     partition_id = int(node_config["partition-id"])
     data = load_client_data(
-        data_spec(cfg),
+        data_spec(cfg.task),
         PartitionSpec.from_config(cfg.partition, int(node_config["num-partitions"])),
         partition_id,
         server_test_fraction=float(cfg.task.server_test_fraction),
@@ -91,7 +91,7 @@ def check_task(cfg: DictConfig, net: keras.Model) -> None:
     if cfg.federation.name != "simulation":
         return  # each SuperNode checks its own data when it builds the model (and DP-SGD
         # its state before its first step)
-    test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))
+    test = load_server_test(data_spec(cfg.task), float(cfg.task.server_test_fraction), int(cfg.seed))
     check_fits(net, test, dry_run=True)
     if record_dp:
         refuse_untrained_state(net, test.take(slice(0, 8)).x)
@@ -99,7 +99,7 @@ def check_task(cfg: DictConfig, net: keras.Model) -> None:
 
 def centralized_evaluation(cfg: DictConfig, net: keras.Model):
     """An `evaluate_fn` on the server's held-out test set (plaintext modes only)."""
-    test = load_server_test(data_spec(cfg), float(cfg.task.server_test_fraction), int(cfg.seed))
+    test = load_server_test(data_spec(cfg.task), float(cfg.task.server_test_fraction), int(cfg.seed))
 
     def evaluate_fn(
         server_round: int, weights: NDArrays, config: dict[str, Scalar]

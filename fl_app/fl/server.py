@@ -71,7 +71,7 @@ def _train(
     """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
     mode = mode_of(cfg)
     simulated = cfg.federation.name == "simulation"  # the server can see the source
-    rows = source_fingerprint(data_spec(cfg)) if simulated else None  # reads (checks) it
+    rows = source_fingerprint(data_spec(cfg.task)) if simulated else None  # reads (checks) it
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
     # Keys last among the checks: generating them is the run directory's first write.
