@@ -152,17 +152,17 @@ def moved_by_removing(trainer, spec: DataSpec, table: np.ndarray, index: int) ->
 def test_removing_any_record_moves_the_clipped_sum_by_at_most_the_bound(
     trainer, table, index, option
 ):
-    from fl_app.ml.dpsgd import DPSGDSettings
+    from fl_app.ml.dpsgd import ClipAndNoise
 
-    trainer.configure(DPSGDSettings(1.0, 0.0))
+    trainer.configure(ClipAndNoise(1.0, 0.0))
     spec = OPTIONS_RECORD_DP_ALLOWS[option]
     assert moved_by_removing(trainer, spec, table, index % len(table)) <= 1.0 * (1 + 1e-4)
 
 
 def test_a_holders_own_statistics_break_the_bound_which_is_why_they_are_refused(trainer):
-    from fl_app.ml.dpsgd import DPSGDSettings
+    from fl_app.ml.dpsgd import ClipAndNoise
 
-    trainer.configure(DPSGDSettings(1.0, 0.0))
+    trainer.configure(ClipAndNoise(1.0, 0.0))
     table = np.random.default_rng(3).normal(size=(36, 4)).astype(np.float32)
     table[0] = 40.0  # an outlier: removing it rescales every other record
     holders_own = DataSpec("table", preprocess="standardize")

@@ -121,7 +121,7 @@ def accountants_epsilons(run_dir: Path, delta: float = 1e-5) -> dict[str, float]
     import dp_accounting
     from dp_accounting.rdp import rdp_privacy_accountant
 
-    from fl_app.privacy.records import ORDERS
+    from fl_app.privacy.record_level import ORDERS
 
     spent = {}
     for path in (run_dir / "dp_ledgers").glob("dp-ledger-*.json"):

@@ -22,7 +22,7 @@ from fl_app.fl.failures import (
     one_line,
 )
 from fl_app.ml.checks import DataError
-from fl_app.privacy.records import BudgetExceeded
+from fl_app.privacy.record_level import BudgetExceeded
 
 CASES = [
     (ConfigError("train.local_epoch is not a parameter of fl_app"), "change that key or value"),
@@ -53,7 +53,7 @@ def test_the_clients_known_cause_is_found_in_flowers_error_reason():
     reason = (
         "client 7: <class 'flwr.client.client_app.ClientAppException'>:<'\nException "
         "ClientAppException occurred. Message: ...\\n    raise BudgetExceeded(\\n"
-        "fl_app.privacy.records.BudgetExceeded: holder ab12: ε=0.9 would be past "
+        "fl_app.privacy.record_level.BudgetExceeded: holder ab12: ε=0.9 would be past "
         "dp.max_epsilon=0.01; refusing to train\\n\\nThe above exception was'>"
     )
     cause = client_cause([reason, reason, "client 3: timed out"])

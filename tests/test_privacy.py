@@ -23,7 +23,8 @@ from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.ml.data import ClientData, Split
 from fl_app.ml.models import build_model, weights_of
 from fl_app.ml.objective import CLASSIFICATION
-from fl_app.privacy.dp import DPSettings, RoundRelease, clip, epsilon, global_norm, privatize
+from fl_app.ml.dpsgd import ClipAndNoise
+from fl_app.privacy.dp import RoundRelease, clip, epsilon, global_norm, privatize
 from fl_app.privacy.report import privacy_report
 from fl_app.run.history import RunHistory
 
@@ -48,7 +49,7 @@ def test_clipping_bounds_the_norm_and_keeps_small_updates(update, clip_norm):
 def test_without_noise_the_sent_update_is_the_clipped_one(start, scale, clip_norm):
     rng = np.random.default_rng(1)
     trained = [s + scale * rng.standard_normal(s.shape).astype(np.float32) for s in start]
-    out = privatize(start, trained, DPSettings(clip_norm, 0.0), clients=5)
+    out = privatize(start, trained, ClipAndNoise(clip_norm, 0.0), clients=5)
     assert [o.dtype for o in out] == [t.dtype for t in trained]
     sent = [o.astype(np.float64) - s for o, s in zip(out, start, strict=True)]
     assert global_norm(sent) <= clip_norm * (1 + 1e-5) + 1e-4  # float32 rounding
@@ -56,7 +57,7 @@ def test_without_noise_the_sent_update_is_the_clipped_one(start, scale, clip_nor
 
 def test_each_client_adds_its_share_of_the_noise():
     start = [np.zeros(200_000, np.float32)]
-    settings_ = DPSettings(clip_norm=2.0, noise_multiplier=1.5)
+    settings_ = ClipAndNoise(clip_norm=2.0, noise_multiplier=1.5)
     out = privatize(start, start, settings_, clients=9, rng=np.random.default_rng(0))
     assert np.std(out[0]) == pytest.approx(1.5 * 2.0 / 3, rel=0.01)
     # noise comes from the OS, not from a seed anyone could know
@@ -66,11 +67,11 @@ def test_each_client_adds_its_share_of_the_noise():
 
 def test_bad_settings_are_refused_with_the_value():
     with pytest.raises(ValueError, match="clip_norm=0"):
-        DPSettings(0, 1)
+        ClipAndNoise(0, 1)
     with pytest.raises(ValueError, match="noise_multiplier=-1"):
-        DPSettings(1, -1)
+        ClipAndNoise(1, -1)
     with pytest.raises(ValueError, match="clients=0"):
-        privatize([np.zeros(2)], [np.zeros(2)], DPSettings(1, 1), clients=0)
+        privatize([np.zeros(2)], [np.zeros(2)], ClipAndNoise(1, 1), clients=0)
     with pytest.raises(ConfigError, match=r"dp\.noise_multiplier"):
         compose_config(["dp.noise_multiplier=-0.5"])
     with pytest.raises(ConfigError, match=r"dp\.delta"):
@@ -153,7 +154,7 @@ def tabular_mlp():
     )
 
 
-def tiny_client(dp: DPSettings | None) -> KerasClient:
+def tiny_client(dp: ClipAndNoise | None) -> KerasClient:
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 30)).astype(np.float32), rng.integers(0, 2, 40)
     data = ClientData(train=Split(x, y), test=Split(x[:10], y[:10]))
@@ -168,7 +169,7 @@ def test_a_dp_client_sends_a_clipped_update_with_weight_one_and_no_training_metr
     plain_update = [w - s for w, s in zip(plain_weights, start, strict=True)]
     assert global_norm(plain_update) > 0.1  # so it would be clipped
 
-    client = tiny_client(DPSettings(clip_norm=0.1, noise_multiplier=0.0))
+    client = tiny_client(ClipAndNoise(clip_norm=0.1, noise_multiplier=0.0))
     weights, n, metrics = client.fit(start, {SAMPLED_KEY: 3})
     assert n == 1 and client.get_properties({})["num-examples"] == 1
     assert set(metrics) == {"train_seconds"}
@@ -179,7 +180,7 @@ def test_a_dp_client_sends_a_clipped_update_with_weight_one_and_no_training_metr
 def test_a_dp_client_reports_no_test_split_size_either():
     start = weights_of(tabular_mlp())
     assert tiny_client(None).evaluate(start, {})[1] == 10
-    client = tiny_client(DPSettings(clip_norm=0.1, noise_multiplier=1.0))
+    client = tiny_client(ClipAndNoise(clip_norm=0.1, noise_multiplier=1.0))
     assert client.evaluate(start, {})[1] == 1
     _, _, metrics = client.fit(start, {SAMPLED_KEY: 3, "evaluate-first": True})
     assert metrics["prior_examples"] == 1

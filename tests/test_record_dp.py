@@ -12,8 +12,8 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_app.ml.dpsgd import DPSGD, DPSGDSettings, dpsgd_for, refuse_untrained_state
-from fl_app.privacy.records import (
+from fl_app.ml.dpsgd import DPSGD, ClipAndNoise, dpsgd_for, refuse_untrained_state
+from fl_app.privacy.record_level import (
     ORDERS,
     BudgetExceeded,
     Steps,
@@ -72,14 +72,14 @@ def norm(arrays):
 )
 @given(clip=st.floats(1e-3, 10.0), scale=st.floats(0.01, 100.0), index=st.integers(0, 7))
 def test_every_clipped_gradient_has_norm_at_most_the_bound(trainer, clip, scale, index):
-    trainer.configure(DPSGDSettings(clip, 0.0))
+    trainer.configure(ClipAndNoise(clip, 0.0))
     x, y = batch(scale=scale)
     one = np.eye(8)[index]
     assert norm(clipped(trainer, x, y, one)) <= clip * (1 + 1e-5)
 
 
 def test_one_record_more_or_less_moves_the_noiseless_sum_by_at_most_the_bound(trainer):
-    trainer.configure(DPSGDSettings(0.5, 0.0))
+    trainer.configure(ClipAndNoise(0.5, 0.0))
     x, y = batch(scale=10.0)
     every, without = np.ones(8), np.r_[np.ones(7), 0.0]
     moved = [
@@ -90,7 +90,7 @@ def test_one_record_more_or_less_moves_the_noiseless_sum_by_at_most_the_bound(tr
 
 
 def test_the_noise_has_std_noise_multiplier_times_the_bound(trainer):
-    trainer.configure(DPSGDSettings(0.7, 1.3))
+    trainer.configure(ClipAndNoise(0.7, 1.3))
     zeros = [tf.zeros((200, 500))]
     draws = trainer.noisy_mean(zeros, 1.0)[0].numpy()
     assert np.std(draws) == pytest.approx(1.3 * 0.7, rel=0.02)
@@ -100,7 +100,7 @@ def test_the_noise_has_std_noise_multiplier_times_the_bound(trainer):
 def test_training_takes_the_planned_steps_and_changes_the_model(trainer):
     x, y = batch(size=64)
     before = [v.numpy().copy() for v in trainer.net.trainable_variables]
-    steps = trainer.train(x, y, DPSGDSettings(1.0, 1.0), epochs=2, batch_size=16)
+    steps = trainer.train(x, y, ClipAndNoise(1.0, 1.0), epochs=2, batch_size=16)
     assert steps == 2 * 4
     assert any(
         not np.allclose(a, v.numpy())
@@ -160,7 +160,7 @@ def test_a_model_whose_training_pass_moves_a_sent_weight_is_refused_by_what_it_d
     for a, b in zip(before, net.get_weights(), strict=True):  # the check restored them
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="non-trainable weights"):  # and DP-SGD checks it
-        dpsgd_for(net).train(x, batch()[1], DPSGDSettings(1.0, 1.0), epochs=1, batch_size=4)
+        dpsgd_for(net).train(x, batch()[1], ClipAndNoise(1.0, 1.0), epochs=1, batch_size=4)
     # Dropout draws from a seed generator, which is not sent: allowed.
     refuse_untrained_state(model_with(keras.layers.Dropout(0.5)), x)
 
@@ -382,7 +382,7 @@ def test_the_server_keeps_every_holders_epsilon_by_holder_id_and_the_summary_the
 def test_a_sample_larger_than_the_padded_batch_is_summed_in_parts(trainer, monkeypatch):
     from fl_app.ml import dpsgd
 
-    trainer.configure(DPSGDSettings(0.5, 0.0))
+    trainer.configure(ClipAndNoise(0.5, 0.0))
     x, y = batch(size=8, scale=5.0)
     whole = clipped(trainer, x, y, np.ones(8))
     halves = [clipped(trainer, x[i : i + 4], y[i : i + 4], np.ones(4)) for i in (0, 4)]
@@ -390,7 +390,7 @@ def test_a_sample_larger_than_the_padded_batch_is_summed_in_parts(trainer, monke
         np.testing.assert_allclose(w, a + b, rtol=1e-5, atol=1e-6)
     monkeypatch.setattr(dpsgd, "capacity_for", lambda batch_size: 3)  # force several parts
     before = [v.numpy().copy() for v in trainer.net.trainable_variables]
-    assert trainer.train(*batch(size=40), DPSGDSettings(1.0, 0.5), epochs=1, batch_size=16) == 2
+    assert trainer.train(*batch(size=40), ClipAndNoise(1.0, 0.5), epochs=1, batch_size=16) == 2
     assert any(
         not np.allclose(a, v.numpy())
         for a, v in zip(before, trainer.net.trainable_variables, strict=True)

@@ -21,8 +21,8 @@ def _export(args: argparse.Namespace) -> int:
     cfg = compose_for_app(overrides, args.app)
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
-        data_spec(cfg.task), spec, args.out, server_test_fraction=float(cfg.task.server_test_fraction),
-        seed=int(cfg.seed), file_format=args.format,
+        data_spec(cfg.task), spec, args.out, server_test_fraction=cfg.task.server_test_fraction,
+        seed=cfg.seed, file_format=args.format,
     )  # fmt: skip
     print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
     return 0

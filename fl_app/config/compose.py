@@ -21,8 +21,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fl_app.config.schema import AppConfig  # (importing it registers the schemas)
 from fl_app.config.errors import ConfigError
+from fl_app.config.schema import AppConfig  # (importing it registers the schemas)
 from fl_app.config.validate import validate
 
 # fl_app's config is package data, found the same way from a source checkout and from an

@@ -9,40 +9,43 @@ import keras
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
+from fl_app.config.schema import TrainConfig
+from fl_app.fl.modes import AggregateRefused, Codec
 from fl_app.fl.protocol import (
     EVAL_EXAMPLES_KEY,
     EVALUATE_FIRST_KEY,
     EXAMPLES_KEY,
     PRIOR_EXAMPLES,
     PRIOR_PREFIX,
+    PROXIMAL_MU_KEY,
     REFUSED_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
 )
 from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
+from fl_app.ml.dpsgd import ClipAndNoise
 from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
-from fl_app.privacy.dp import DPSettings, privatize
-
-
-class AggregateRefused(ValueError):
-    """What arrived is not a global model this client can use (raised by `weights_in`)."""
+from fl_app.privacy.dp import privatize
 
 
 class KerasClient(NumPyClient):
     """Trains and evaluates one holder's Keras model on data that never leaves it.
 
-    `weights_in` and `weights_out` are the edge: subclasses decrypt what arrives and
-    encrypt what leaves there, so training never sees a ciphertext. An aggregate that
-    `weights_in` refuses (AggregateRefused) is answered with REFUSED_KEY and its reason.
+    The privacy mode's `codec` is the edge (fl_app.fl.modes): it turns what arrives into
+    weights and the trained weights into what leaves (under HE: decrypt, encrypt), so
+    training never sees a ciphertext. An aggregate the codec refuses (AggregateRefused)
+    is answered with REFUSED_KEY and its reason.
 
-    With `dp`, the update is clipped and noised before it reaches `weights_out`, every
-    client's aggregation weight is 1 (DP-FedAvg's unweighted mean: an example-count
-    weight would let a large client exceed the clip bound), and the training loss and
-    accuracy, which are not privatised, are not reported. With `record_dp`, training is
-    DP-SGD (fl_app.fl.record_dp): the weight stays the example count, and the client
-    reports the ε its records have spent instead of its training loss. Under client-level
-    DP the evaluation reports weight 1 too, not the test split's size.
+    With `train.proximal_mu` in a fit's config (Flower's FedProx sends it), training adds
+    (mu / 2) * ||w - w_received||^2 to the loss. With `dp`, the update is clipped and
+    noised before it reaches the codec, every client's aggregation weight is 1
+    (DP-FedAvg's unweighted mean: an example-count weight would let a large client
+    exceed the clip bound), and the training loss and accuracy, which are not
+    privatised, are not reported. With `record_dp`, training is DP-SGD
+    (fl_app.fl.record_dp): the weight stays the example count, and the client reports
+    the ε its records have spent instead of its training loss. Under client-level DP
+    the evaluation reports weight 1 too, not the test split's size.
     """
 
     def __init__(
@@ -50,17 +53,18 @@ class KerasClient(NumPyClient):
         model_factory: Callable[[], keras.Model],
         data: ClientData,
         *,
-        local_epochs: int,
-        batch_size: int,
+        codec: Codec,
+        train: TrainConfig,
         seed: int,
-        dp: DPSettings | None = None,
+        dp: ClipAndNoise | None = None,
         record_dp: RecordDP | None = None,
     ) -> None:
         self._model_factory = model_factory
         self._net: keras.Model | None = None
         self.data = data
-        self.local_epochs = local_epochs
-        self.batch_size = batch_size
+        self.codec = codec
+        self.local_epochs = train.local_epochs
+        self.batch_size = train.batch_size
         self.seed = seed
         self.dp = dp
         self.record_dp = record_dp
@@ -78,16 +82,6 @@ class KerasClient(NumPyClient):
             check_fits(self._net, self.data.train)
         return self._net
 
-    def weights_in(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
-        """The global weights carried by `parameters` (plaintext here)."""
-        return parameters
-
-    def weights_out(
-        self, weights: NDArrays, num_examples: int, config: dict[str, Scalar]
-    ) -> NDArrays:
-        """What is sent back for `weights` (plaintext here)."""
-        return weights
-
     @property
     def eval_weight(self) -> int:
         """What this client's evaluation weighs: its test split's size, or 1 under DP."""
@@ -104,7 +98,7 @@ class KerasClient(NumPyClient):
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         tick = time.perf_counter()
         try:
-            start = self.weights_in(parameters, config)
+            start = self.codec.decode(parameters, config)
         except AggregateRefused as err:  # say so: the server counts refusals
             return [], 0, {REFUSED_KEY: str(err)}
         crypto_seconds = time.perf_counter() - tick
@@ -112,10 +106,11 @@ class KerasClient(NumPyClient):
         prior = self._prior_evaluation() if config.get(EVALUATE_FIRST_KEY) else {}
         reset_optimizer(self.net)  # a fresh optimizer each round, as a new model has
         started = time.perf_counter()
+        mu = float(config.get(PROXIMAL_MU_KEY, 0.0))  # FedProx's term, 0: none
         if self.record_dp is not None:
             metrics = self.record_dp.train(
                 self.net, self.data.train, epochs=self.local_epochs, batch_size=self.batch_size,
-                config=config,
+                config=config, proximal_mu=mu,
             )  # fmt: skip
         else:
             metrics = train(
@@ -124,6 +119,7 @@ class KerasClient(NumPyClient):
                 epochs=self.local_epochs,
                 batch_size=self.batch_size,
                 seed=self.seed + int(config.get(ROUND_KEY, 0)),
+                proximal_mu=mu,
             )
         metrics["train_seconds"] = time.perf_counter() - started
         weights = weights_of(self.net)
@@ -132,7 +128,7 @@ class KerasClient(NumPyClient):
             weights = privatize(start, weights, self.dp, clients=sampled)
             metrics = {"train_seconds": metrics["train_seconds"]}
         tick = time.perf_counter()
-        out = self.weights_out(weights, self.weight, config)
+        out = self.codec.encode(weights, self.weight, config, [w.path for w in self.net.weights])
         if self.dp is None:  # under DP a client reports its training time only
             # decrypting what arrived and encrypting what leaves (0 in plaintext)
             metrics["crypto_seconds"] = crypto_seconds + time.perf_counter() - tick
@@ -148,7 +144,7 @@ class KerasClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
         try:
-            weights = self.weights_in(parameters, config)  # refused before any model work
+            weights = self.codec.decode(parameters, config)  # refused before any model work
         except AggregateRefused as err:
             return 0.0, 0, {REFUSED_KEY: str(err)}
         self.net.set_weights(weights)

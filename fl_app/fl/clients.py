@@ -11,7 +11,7 @@ every such call is built once per process, keyed by what determines it:
 - the compiled Keras model: by the run config. Every call sets its weights from the
   message and resets its optimizer to the fresh state (`reset_optimizer`), so nothing
   carries over between calls, partitions or runs; Keras keeps its traced functions;
-- the HE secret context: by its path.
+- the HE secret context: by its path (fl_app.fl.modes.he).
 
 All are bounded LRU caches; `clear()` empties them.
 """
@@ -25,21 +25,19 @@ from typing import Any
 import keras
 from flwr.app import Context
 from flwr.client import Client
-from hydra.utils import get_class
-from omegaconf import DictConfig
 
-from fl_app.config import mode_of
 from fl_app.config.compose import RunKey, config_for, run_key
-from fl_app.crypto.keys import load_secret_context
-from fl_app.crypto.presets import get_preset
+from fl_app.config.schema import AppConfig
+from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model, node_data
 from fl_app.fl.faults import FaultPlan, FaultyClient
 from fl_app.fl.hostile import HostileClient
 from fl_app.fl.logs import use_flower_handlers
-from fl_app.fl.protocol import NODE_SECRET_KEY
+from fl_app.fl.modes import mode_for
+from fl_app.fl.modes.he import secret_context_at
 from fl_app.fl.record_dp import RecordDP, ledger_place
 from fl_app.ml.data import ClientData
-from fl_app.privacy.dp import DPSettings
+from fl_app.ml.dpsgd import ClipAndNoise
 
 
 @lru_cache(maxsize=1024)
@@ -56,28 +54,22 @@ def model_for(key: RunKey, search_path: Path | None) -> keras.Model:
     return new_model(config_for(key, search_path))
 
 
-@lru_cache(maxsize=4)
-def secret_context_at(path: str) -> Any:
-    """A client's HE secret context, read once per process."""
-    return load_secret_context(Path(path))
-
-
 def clear() -> None:
     """Forget everything this process built (tests; a worker never needs it)."""
     for cached in (config_for, data_for, model_for, secret_context_at):
         cached.cache_clear()
 
 
-def record_dp_of(cfg: DictConfig, context: Context, data: ClientData) -> RecordDP:
+def record_dp_of(cfg: AppConfig, context: Context, data: ClientData) -> RecordDP:
     """dp.* for DP-SGD, and where this holder keeps its ledger."""
     dp = cfg.dp
     return RecordDP(
-        clip_norm=float(dp.clip_norm),
-        noise_multiplier=float(dp.noise_multiplier),
-        delta=float(dp.delta),
-        target_epsilon=float(dp.target_epsilon),
-        max_epsilon=float(dp.max_epsilon),
-        planned_rounds=int(cfg.num_rounds),
+        clip_norm=dp.clip_norm,
+        noise_multiplier=dp.noise_multiplier,
+        delta=dp.delta,
+        target_epsilon=dp.target_epsilon,
+        max_epsilon=dp.max_epsilon,
+        planned_rounds=cfg.num_rounds,
         ledger_at=ledger_place(context.node_config, data.train),
         run=str(context.run_id),
     )
@@ -91,32 +83,29 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
     key = run_key(context.run_config)
     cfg = config_for(key, search_path)
     use_flower_handlers(cfg.log_level)
-    mode = mode_of(cfg)
     data, node_seed = data_for(key, search_path, run_key(context.node_config))
-    settings: dict[str, Any] = {
-        "local_epochs": int(cfg.train.local_epochs),
-        "batch_size": int(cfg.train.batch_size),
-        "seed": node_seed,
-        "dp": DPSettings(float(cfg.dp.clip_norm), float(cfg.dp.noise_multiplier))
+    client = KerasClient(
+        lambda: model_for(key, search_path),
+        data,
+        codec=mode_for(cfg).codec(cfg, dict(context.node_config)),
+        train=cfg.train,
+        seed=node_seed,
+        dp=ClipAndNoise(cfg.dp.clip_norm, cfg.dp.noise_multiplier)
         if cfg.dp.enabled and cfg.dp.level == "client"
         else None,
-    }
-    if cfg.dp.enabled and cfg.dp.level == "record":
-        settings["record_dp"] = record_dp_of(cfg, context, data)
-    if mode.encrypted:
-        settings["preset"] = get_preset(cfg.he.preset)
-        settings["secret_context"] = cfg.he.secret_context or str(
-            context.node_config.get(NODE_SECRET_KEY, "")
-        )
-    client = get_class(mode.client)(lambda: model_for(key, search_path), data, **settings)
-    if cfg.fault.hostile and int(context.node_config.get("partition-id", -1)) == 0:
-        return HostileClient(client, list(cfg.fault.hostile), mode.encrypted).to_client()
-    if cfg.fault.fail_fraction > 0 or cfg.fault.corrupt_fraction > 0:
+        record_dp=record_dp_of(cfg, context, data)
+        if cfg.dp.enabled and cfg.dp.level == "record"
+        else None,
+    )
+    fault = cfg.fault
+    if fault.hostile and int(context.node_config.get("partition-id", -1)) == 0:
+        return HostileClient(client, fault.hostile, cfg.privacy.name == "he").to_client()
+    if fault.fail_fraction > 0 or fault.corrupt_fraction > 0:
         plan = FaultPlan.for_node(
             dict(context.node_config),
-            fail=float(cfg.fault.fail_fraction),
-            corrupt=float(cfg.fault.corrupt_fraction),
-            seed=int(cfg.fault.seed),
+            fail=fault.fail_fraction,
+            corrupt=fault.corrupt_fraction,
+            seed=fault.seed,
         )
         return FaultyClient(client, plan).to_client()
     return client.to_client()

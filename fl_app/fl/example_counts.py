@@ -1,11 +1,12 @@
-"""Step 1 of an HE round: learn each sampled client's example count, once per client.
+"""Each client's example count, asked once per client before its first round.
 
-The HE strategy must announce the weight reference R — the sampled clients' total of
-example counts — *before* the clients train, so it needs their counts when it
-configures the round. Flower's legacy Strategy has no hook for asking clients
-something before `configure_fit`, and `ClientProxy.get_properties` is one blocking
-round trip per client; so the query goes straight through the Grid, as one batch of
-GET_PROPERTIES messages for every client not asked before.
+Under HE the server must announce the weight reference R — the sampled clients' total
+of example counts — *before* the clients train; in every mode a result or evaluation
+weighing more than its client announced is refused. Flower's legacy Strategy has no
+hook for asking clients something before `configure_fit`, and
+`ClientProxy.get_properties` is one blocking round trip per client; so the round's fit
+step (fl_app.fl.rounds.counted_fit) sends one batch of GET_PROPERTIES messages through
+the Grid to every connected client not asked before.
 """
 
 from __future__ import annotations
@@ -79,12 +80,13 @@ class ExampleCounts:
 
     def why_unknown(self, cid: str) -> str:
         """Why client `cid` has no count: what it answered, or that it did not answer."""
-        return self._refused.get(cid, "it did not answer the example-count query")
+        return self._refused.get(
+            cid, "it did not answer the example-count query (or connected after it)"
+        )
 
     def known(self, rnd: int, instructions: list[tuple[ClientProxy, Any]]) -> list:
-        """The instructions of clients whose count is known (asking the new ones first);
-        each one left out is logged with why."""
-        self.learn(rnd, [proxy for proxy, _ in instructions])
+        """The instructions of clients whose count is known (fl_app.fl.rounds asked them
+        before the round); each one left out is logged with why."""
         kept = []
         for proxy, ins in instructions:
             if self.get(proxy.cid) is None:

@@ -21,7 +21,7 @@ from fl_app.crypto.keys import HEKeyError
 from fl_app.crypto.secret_files import write_private
 from fl_app.ml.checks import DataError, TaskError
 from fl_app.privacy.ledger import LedgerError
-from fl_app.privacy.records import BudgetExceeded
+from fl_app.privacy.record_level import BudgetExceeded
 from fl_app.run.checkpoint import CheckpointError
 
 PREFIX = "run failed: "

@@ -97,10 +97,11 @@ class HostileClient(NumPyClient):
         if case == "replay" and previous is not None:  # (one process: its last result)
             return previous
         if case == "public_key_upload" and self.encrypted:
-            return [arrays[0], *(_full_form(self.inner, blob) for blob in arrays[1:])], \
+            owner = self.inner.codec.context(config)  # the context its honest fit used
+            return [arrays[0], *(_full_form(owner, blob) for blob in arrays[1:])], \
                 examples, metrics  # fmt: skip
         if case == "other_key" and self.encrypted:
-            stranger = SeededContext.build(self.inner.preset)
+            stranger = SeededContext.build(self.inner.codec.preset)
             values = np.zeros(stranger.parms.poly_modulus_degree(), np.int64)
             return [arrays[0], *(np.frombuffer(stranger.encrypt(values), np.uint8)
                                  for _ in arrays[1:])], examples, metrics  # fmt: skip
@@ -115,12 +116,11 @@ class HostileClient(NumPyClient):
         return loss, examples, metrics
 
 
-def _full_form(client: KerasClient, blob: np.ndarray) -> np.ndarray:
+def _full_form(owner: SeededContext, blob: np.ndarray) -> np.ndarray:
     """The same values, re-encrypted with the public key only (a full ciphertext)."""
     from fl_app.crypto._tenseal import sealapi
     from fl_app.crypto.memfile import save_bytes
 
-    owner = client._context  # the seeded context its honest fit just used (HEKerasClient)
     values = owner.decrypt(owner.load(blob.tobytes()))
     plaintext = sealapi.Plaintext()
     sealapi.BatchEncoder(owner.context).encode(values.tolist(), plaintext)

@@ -6,6 +6,7 @@ Reading this module alone tells what one round sends.
 
 Every mode, each round:
   fit instruction   ROUND_KEY, SAMPLED_KEY; parameters = the global model
+                    (strategy=fedprox: PROXIMAL_MU_KEY)
   fit result        parameters = the trained model, num_examples = the client's weight
                     (its example count; 1 under DP), metrics = training loss/accuracy
   evaluate          parameters = the global model; reply = loss, accuracy
@@ -16,10 +17,11 @@ Every mode, each round:
   server keeps them per holder and strips them from the aggregated fit metrics; in
   simulation the fit instruction carries DP_LEDGER_DIR_KEY)
 
-An HE round (strategy=he), in order:
-  1. example-count query   GET_PROPERTIES, once per client in its first round, all
-                           unknown clients in one batch; reply {EXAMPLES_KEY: n_k,
-                           EVAL_EXAMPLES_KEY: the weight its evaluations may claim}
+An HE round (privacy=he), in order:
+  1. example-count query   GET_PROPERTIES, before each fit step, to every connected
+                           client not asked before, in one batch (privacy=none too);
+                           reply {EXAMPLES_KEY: n_k, EVAL_EXAMPLES_KEY: the weight its
+                           evaluations may claim}
   2. fit instruction       REFERENCE_KEY = R, the sampled clients' total of n_k;
                            RUN_TAG_KEY, to which (with ROUND_KEY) the update is bound;
                            ENCRYPTED_KEY = whether the parameters are an encrypted
@@ -34,7 +36,7 @@ An HE round (strategy=he), in order:
                            its total weight sum(n_k) / R; clients decrypt and divide
   (evaluate instructions carry ENCRYPTED_KEY and REFERENCE_KEY too)
 
-SecAgg+ (strategy=secagg) adds Flower's own stage keys to fit messages, handled by
+SecAgg+ (privacy=secagg) adds Flower's own stage keys to fit messages, handled by
 `secaggplus_mod` (fl_app.fl.mods).
 """
 
@@ -46,6 +48,7 @@ REFERENCE_KEY = "he-weight-reference"  # float R: clients encrypt (n_k / R) * we
 RUN_TAG_KEY = "he-run-tag"  # str: this run's random tag; updates are bound to "<tag>/<round>"
 SECRET_PATH_KEY = "he-secret-context"  # str, simulation only: where the run's keys were made
 EVALUATE_FIRST_KEY = "evaluate-first"  # bool: evaluate the received model before training
+PROXIMAL_MU_KEY = "proximal_mu"  # float, strategy=fedprox: Flower's FedProx sends it
 # str, simulation only (dp.level=record): the run directory's folder of the simulated
 # holders' DP ledgers (a deployed holder ignores it and keeps its own, NODE_LEDGER_DIR_KEY)
 DP_LEDGER_DIR_KEY = "dp-ledger-dir"
@@ -53,7 +56,7 @@ DP_LEDGER_DIR_KEY = "dp-ledger-dir"
 # ---------------------------------------------------------------- fit result metrics
 # str: why the client refused the aggregate it received (it did not train or evaluate on
 # it; a fit result carrying it has no parameters and weight 0). When most clients of a
-# round refuse, that aggregate is not the global model (fl_app.fl.he_strategy).
+# round refuse, that aggregate is not the global model (fl_app.fl.modes.he).
 REFUSED_KEY = "aggregate-refused"
 PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
 PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its mean)

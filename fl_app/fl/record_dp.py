@@ -39,10 +39,10 @@ from fl_app.fl.protocol import (
     ROUND_KEY,
 )
 from fl_app.ml.data import Split
-from fl_app.ml.dpsgd import DPSGDSettings, sampling_rate, steps_per_epoch, train_private
+from fl_app.ml.dpsgd import ClipAndNoise, sampling_rate, steps_per_epoch, train_private
 from fl_app.ml.features import fingerprint, num_rows
 from fl_app.privacy.ledger import Booking, NoisePlan, PrivacyLedger
-from fl_app.privacy.records import BudgetExceeded, Steps, calibrated_noise
+from fl_app.privacy.record_level import BudgetExceeded, Steps, calibrated_noise
 
 LedgerPlace = Callable[[Mapping[str, Scalar]], Path]  # fit config -> the ledger's file
 
@@ -92,6 +92,7 @@ class RecordDP:
         epochs: int,
         batch_size: int,
         config: Mapping[str, Scalar],
+        proximal_mu: float = 0.0,
     ) -> dict[str, Scalar]:
         """Train `net` on `data` with DP-SGD and book it; the ε the holder has spent."""
         ledger = PrivacyLedger.open(self.ledger_at(config))
@@ -108,8 +109,8 @@ class RecordDP:
                 f"ε={ledger.epsilon(self.delta):.3g} in {ledger.steps} steps, by its ledger "
                 f"{ledger.path.name}); refusing to train"
             )
-        train_private(net, data, DPSGDSettings(self.clip_norm, sigma), epochs=epochs,
-                      batch_size=batch_size)  # fmt: skip
+        train_private(net, data, ClipAndNoise(self.clip_norm, sigma), epochs=epochs,
+                      batch_size=batch_size, proximal_mu=proximal_mu)  # fmt: skip
         booking = Booking(q, sigma, steps, server_round, self.run, time.time())
         ledger = ledger.booked(booking, plan)  # on disk before the update leaves
         return {

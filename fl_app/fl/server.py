@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
+from flwr.common import ndarrays_to_parameters
 from flwr.server import Grid
-from omegaconf import DictConfig
 
-from fl_app.config import mode_of, to_yaml
+from fl_app.config import to_yaml
+from fl_app.config.schema import AppConfig
 from fl_app.config.task import data_spec
-from fl_app.fl.factory import build_strategy, check_task, new_model
+from fl_app.fl.factory import build_algorithm, build_strategy, check_task, new_model
 from fl_app.fl.failures import NoRoundAggregated, client_cause
+from fl_app.fl.modes import mode_for
 from fl_app.fl.rounds import run_rounds
-from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import source_fingerprint
 from fl_app.ml.models import weights_of
@@ -31,7 +32,7 @@ from fl_app.run.tracking import TENSORBOARD_DIR, trackers_for
 logger = logging.getLogger(__name__)
 
 
-def run_server(grid: Grid, context: Context, cfg: DictConfig, app_dir: Path | None = None) -> None:
+def run_server(grid: Grid, context: Context, cfg: AppConfig, app_dir: Path | None = None) -> None:
     """Run one federated training job as `cfg` (the run's composed config) asks;
     `app_dir` is a user app's directory (`fl-app new`), named in the decrypt hint.
 
@@ -63,19 +64,23 @@ def run_server(grid: Grid, context: Context, cfg: DictConfig, app_dir: Path | No
 def _train(
     grid: Grid,
     context: Context,
-    cfg: DictConfig,
+    cfg: AppConfig,
     run_dir: Path,
     trackers: list[Any],
     app_dir: Path | None,
 ) -> dict[str, Any]:
     """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
-    mode = mode_of(cfg)
+    mode = mode_for(cfg)
     simulated = cfg.federation.name == "simulation"  # the server can see the source
     rows = source_fingerprint(data_spec(cfg.task)) if simulated else None  # reads (checks) it
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
+    # the algorithm's arguments, and whether the mode can run it
+    mode.check_algorithm(
+        build_algorithm(cfg, ndarrays_to_parameters(weights_of(net)), net, run_dir)
+    )
     # Keys last among the checks: generating them is the run directory's first write.
-    keys = ServerKeys.load(cfg, run_dir, generate=not cfg.resume) if mode.encrypted else None
+    keys = mode.server_keys(cfg, run_dir, generate=not cfg.resume)
     identity = run_identity(cfg, keys.fingerprint if keys else None, rows)
     if cfg.resume:
         state = RunState.resume(run_dir, identity)
@@ -84,19 +89,19 @@ def _train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
 
-    facts = RunFacts(int(cfg.num_rounds), str(cfg.task.objective.primary), net.count_params())
+    facts = RunFacts(cfg.num_rounds, cfg.task.objective.primary, net.count_params())
     report = RunReport(state.history, facts, sinks=list(trackers))
     grid = CountingGrid(
         grid,
-        poll_interval=float(cfg.federation.poll_interval),
-        max_interval=float(cfg.federation.poll_max_interval),
+        poll_interval=cfg.federation.poll_interval,
+        max_interval=cfg.federation.poll_max_interval,
     )
     strategy = build_strategy(
         cfg, mode, state, net=net, keys=keys, grid=grid, on_round_complete=report.round_complete
     )
     run_rounds(cfg, mode, grid, context, strategy, cfg.num_rounds - state.completed_rounds)
 
-    summary = write_artifacts(cfg, mode, run_dir, state, net=net, run_id=context.run_id)
+    summary = write_artifacts(cfg, mode.facts, run_dir, state, net=net, run_id=context.run_id)
     report.flush()
     files = ["summary.json", "metrics.csv", "metrics.png"]
     if cfg.tracking.tensorboard:
@@ -106,7 +111,7 @@ def _train(
     return summary
 
 
-def _secret_path(cfg: DictConfig, run_dir: Path) -> str | None:
+def _secret_path(cfg: AppConfig, run_dir: Path) -> str | None:
     """Where the run's HE secret context is, when this machine knows: the keys a
     simulation generated, or the configured `he.secret_context`."""
     generated = run_dir / "keys" / "secret.ctx"

@@ -42,8 +42,9 @@ BATCH_MIXING = (keras.layers.BatchNormalization,)
 
 
 @dataclass(frozen=True)
-class DPSGDSettings:
-    """Per-record clipping bound and noise, and the batch the sampling rate comes from."""
+class ClipAndNoise:
+    """A clipping bound (of one record's gradient under DP-SGD, of a client's update
+    under client-level DP) and the noise multiplier: noise std / clip_norm."""
 
     clip_norm: float
     noise_multiplier: float
@@ -128,6 +129,11 @@ class DPSGD:
         self._noise_std = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self._loss = per_example_loss(net)
         self._noise = tf.random.Generator.from_non_deterministic_state()
+        # FedProx: mu * (w - anchor) joins the noisy gradient (no data in it: no privacy cost)
+        self._mu = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self._anchor = [
+            tf.Variable(v, trainable=False, name="proximal_anchor") for v in net.trainable_variables
+        ]
         self._clipped_sum = tf.function(self._clipped_sum_py, reduce_retracing=True)
         self._step = tf.function(self._step_py, reduce_retracing=True)
         self._apply = tf.function(self._apply_py, reduce_retracing=True)
@@ -157,22 +163,38 @@ class DPSGD:
             for s in summed
         ]
 
-    def configure(self, settings: DPSGDSettings) -> None:
+    def configure(self, settings: ClipAndNoise) -> None:
         self._clip_norm.assign(settings.clip_norm)
         self._noise_std.assign(settings.noise_multiplier * settings.clip_norm)
 
     def _apply_py(self, summed: list[tf.Tensor], expected_batch: tf.Tensor) -> None:
-        noisy = self.noisy_mean(summed, expected_batch)
-        self.net.optimizer.apply_gradients(zip(noisy, self.net.trainable_variables, strict=True))
+        variables = self.net.trainable_variables
+        noisy = [
+            g + self._mu * (v - a)
+            for g, v, a in zip(self.noisy_mean(summed, expected_batch), variables, self._anchor,
+                               strict=True)
+        ]  # fmt: skip
+        self.net.optimizer.apply_gradients(zip(noisy, variables, strict=True))
 
     def _step_py(self, x: Any, y: Any, mask: tf.Tensor, expected_batch: tf.Tensor) -> None:
         self._apply_py(self._clipped_sum_py(x, y, mask), expected_batch)
 
     def train(
-        self, x: Any, y: np.ndarray, settings: DPSGDSettings, *, epochs: int, batch_size: int
+        self,
+        x: Any,
+        y: np.ndarray,
+        settings: ClipAndNoise,
+        *,
+        epochs: int,
+        batch_size: int,
+        proximal_mu: float = 0.0,
     ) -> int:
-        """Run epochs x steps_per_epoch noisy steps over `x`, `y`; return the steps."""
+        """Run epochs x steps_per_epoch noisy steps over `x`, `y`; return the steps.
+        With `proximal_mu`, FedProx's term pulls the weights towards where they started."""
         self.configure(settings)
+        self._mu.assign(proximal_mu)
+        for anchor, variable in zip(self._anchor, self.net.trainable_variables, strict=True):
+            anchor.assign(variable)
         n = num_rows(x)
         if not self._state_checked:  # before the first noisy step, on the holder's own data
             refuse_untrained_state(self.net, take(x, slice(0, min(n, 8))))
@@ -219,11 +241,22 @@ def dpsgd_for(net: keras.Model) -> DPSGD:
 
 
 def train_private(
-    net: keras.Model, data: Split, settings: DPSGDSettings, *, epochs: int, batch_size: int
+    net: keras.Model,
+    data: Split,
+    settings: ClipAndNoise,
+    *,
+    epochs: int,
+    batch_size: int,
+    proximal_mu: float = 0.0,
 ) -> int:
     """Train `net` in place on `data` with DP-SGD; the number of noisy steps taken."""
     return dpsgd_for(net).train(
-        data.x, targets_of(net, data), settings, epochs=epochs, batch_size=batch_size
+        data.x,
+        targets_of(net, data),
+        settings,
+        epochs=epochs,
+        batch_size=batch_size,
+        proximal_mu=proximal_mu,
     )
 
 

@@ -15,6 +15,7 @@ from fl_app.ml.checks import TaskError, check_builder_arguments
 from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
+from fl_app.ml.proximal import proximal_for
 from fl_app.ml.seeding import initializer_seeds_from
 from fl_app.ml.sources import resolve
 from fl_app.ml.targets import ONE_HOT_LOSSES, one_hot
@@ -211,13 +212,25 @@ def reset_optimizer(net: keras.Model) -> None:
 
 
 def train(
-    net: keras.Model, data: Split, *, epochs: int, batch_size: int, seed: int
+    net: keras.Model,
+    data: Split,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    proximal_mu: float = 0.0,
 ) -> dict[str, float]:
-    """Train in place; return the last epoch's loss and metrics as `train_<name>`."""
+    """Train in place; return the last epoch's loss and metrics as `train_<name>`.
+
+    With `proximal_mu` > 0 (FedProx), the loss minimised is the compiled one plus
+    (mu / 2) * ||w - w_start||^2 over the trainable weights; the loss reported is the
+    compiled one.
+    """
     keras.utils.set_random_seed(seed)
-    history = net.fit(
-        data.x, targets_of(net, data), epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
-    )
+    y = targets_of(net, data)
+    if proximal_mu > 0:
+        return proximal_for(net).fit(data.x, y, proximal_mu, epochs=epochs, batch_size=batch_size)
+    history = net.fit(data.x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
     return {f"train_{name}": float(values[-1]) for name, values in history.history.items()}
 
 

@@ -25,24 +25,18 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 ACCOUNTANT = "dp_accounting PLD, Poisson-subsampled Gaussian per round"
 
 
-@dataclass(frozen=True)
-class DPSettings:
-    """What a client needs to privatise its update."""
+class ClipAndNoise(Protocol):
+    """A clipping bound and a noise multiplier (fl_app.ml.dpsgd.ClipAndNoise, checked)."""
 
     clip_norm: float
     noise_multiplier: float
-
-    def __post_init__(self) -> None:
-        if not self.clip_norm > 0:
-            raise ValueError(f"clip_norm={self.clip_norm}: allowed > 0")
-        if not self.noise_multiplier >= 0:
-            raise ValueError(f"noise_multiplier={self.noise_multiplier}: allowed >= 0")
 
 
 def global_norm(arrays: Sequence[np.ndarray]) -> float:
@@ -60,7 +54,7 @@ def clip(update: Sequence[np.ndarray], clip_norm: float) -> list[np.ndarray]:
 def privatize(
     start: Sequence[np.ndarray],
     trained: Sequence[np.ndarray],
-    settings: DPSettings,
+    settings: ClipAndNoise,
     *,
     clients: int,
     rng: np.random.Generator | None = None,

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fl_app.privacy.records import Steps, epsilon_of
+from fl_app.privacy.record_level import Steps, epsilon_of
 
 FORMAT = 1
 

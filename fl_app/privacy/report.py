@@ -6,15 +6,14 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from omegaconf import DictConfig
-
-from fl_app.privacy import records
+from fl_app.config.schema import DPConfig
+from fl_app.privacy import record_level
 from fl_app.privacy.dp import ACCOUNTANT, RoundRelease, epsilon
 
 
 def privacy_report(
     rounds: Iterable[Mapping[str, Any]],
-    dp: DictConfig,
+    dp: DPConfig,
     *,
     min_fit_clients: int,
     server_sees_individual_updates: bool,
@@ -23,9 +22,9 @@ def privacy_report(
 
     `rounds` are the run's per-round records (metrics.json rows).
     """
-    if dp.get("level", "client") == "record":
+    if dp.level == "record":
         return record_report(rounds, dp)
-    noise = float(dp.noise_multiplier)
+    noise = dp.noise_multiplier
     releases = []
     for row in rounds:
         if row.get("fit_clients", 0) < max(1, min_fit_clients):
@@ -40,12 +39,12 @@ def privacy_report(
                 noise_multiplier=noise,
             )
         )
-    spent = epsilon(releases, float(dp.delta))
+    spent = epsilon(releases, dp.delta)
     return {
         "epsilon": spent if math.isfinite(spent) else None,  # None: no noise, no bound
         "bounded": math.isfinite(spent),
-        "delta": float(dp.delta),
-        "clip_norm": float(dp.clip_norm),
+        "delta": dp.delta,
+        "clip_norm": dp.clip_norm,
         "noise_multiplier": noise,
         "released_rounds": len(releases),
         "sampling_rates": [r.sampling_rate for r in releases],
@@ -70,7 +69,7 @@ RECORD_NOT_COVERED = (
 )
 
 
-def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[str, Any]:
+def record_report(rounds: Iterable[Mapping[str, Any]], dp: DPConfig) -> dict[str, Any]:
     """Record-level DP: the ε each holder's records have spent, as the holders reported
     it with their updates (each holder accounts for every step in its own ledger, across
     runs, resumes and restarts), by holder id, and the largest."""
@@ -88,15 +87,15 @@ def record_report(rounds: Iterable[Mapping[str, Any]], dp: DictConfig) -> dict[s
         "level": "record",
         "epsilon": max(per_holder.values()) if bounded else None,  # the largest any holder spent
         "bounded": bounded,  # false: a holder trained without noise (or none trained)
-        "delta": float(dp.delta),
-        "clip_norm": float(dp.clip_norm),
-        "noise_multiplier": float(dp.noise_multiplier) if dp.target_epsilon <= 0 else None,
-        "target_epsilon": float(dp.target_epsilon) or None,
-        "max_epsilon": float(dp.max_epsilon) or None,
+        "delta": dp.delta,
+        "clip_norm": dp.clip_norm,
+        "noise_multiplier": dp.noise_multiplier if dp.target_epsilon <= 0 else None,
+        "target_epsilon": dp.target_epsilon or None,
+        "max_epsilon": dp.max_epsilon or None,
         "per_holder_epsilon": per_holder,
         "per_holder_noise_multiplier": noise,
         "per_round": per_round,
-        "accountant": records.ACCOUNTANT,
+        "accountant": record_level.ACCOUNTANT,
         "unit": RECORD_UNIT,
         "not_covered": list(RECORD_NOT_COVERED),
     }

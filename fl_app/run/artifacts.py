@@ -12,9 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
-from omegaconf import DictConfig
 
-from fl_app.config import Mode
+from fl_app.config import ModeFacts
+from fl_app.config.schema import AppConfig
 from fl_app.privacy.report import privacy_report
 from fl_app.run.history import RunHistory
 from fl_app.run.state import RunState
@@ -153,7 +153,7 @@ def _save_final_model(state: RunState, net: Any, run_dir: Path, trained: bool) -
 
 
 def write_artifacts(
-    cfg: DictConfig, mode: Mode, run_dir: Path, state: RunState, *, net: Any, run_id: int
+    cfg: AppConfig, mode: ModeFacts, run_dir: Path, state: RunState, *, net: Any, run_id: int
 ) -> dict[str, Any]:
     """The final model (plaintext only), metrics, plot and summary.json of a finished run.
 
@@ -161,14 +161,15 @@ def write_artifacts(
     """
     history = state.history
     write_metrics(history, run_dir)
-    primary = str(cfg.task.objective.primary)
-    title = f"{cfg.task.name} / {cfg.strategy.name}"
+    primary = cfg.task.objective.primary
+    title = f"{cfg.task.name} / {cfg.privacy.name} / {cfg.strategy.name}"
     write_plot(history, run_dir / "metrics.png", title, primary)
     aggregated = aggregated_rounds(history)
     final_model = _save_final_model(state, net, run_dir, trained=bool(aggregated))
     attempted = [row["round"] for row in history.rows() if "fit_clients" in row]
     summary = run_summary(
         history,
+        privacy=cfg.privacy.name,
         strategy=cfg.strategy.name,
         task=cfg.task.name,
         partition=cfg.partition.name,
@@ -190,15 +191,15 @@ def write_artifacts(
         final_model=final_model,
         checkpoint=str(state.checkpoint_path),
         encrypted=state.encrypted,
-        model_params=int(net.count_params()),
+        model_params=net.count_params(),
         primary_metric=primary,
-        higher_is_better=bool(cfg.task.objective.higher_is_better),
+        higher_is_better=cfg.task.objective.higher_is_better,
     )
     if cfg.dp.enabled:
         summary["dp"] = privacy_report(
             history.rows(),
             cfg.dp,
-            min_fit_clients=int(cfg.strategy.min_fit_clients),
+            min_fit_clients=cfg.strategy.min_fit_clients,
             server_sees_individual_updates=mode.server_sees_individual_updates,
         )
     write_json(run_dir / "summary.json", summary)

@@ -1,4 +1,5 @@
-"""SecAgg+ whose server checks each masked vector's shapes before adding it.
+"""The SecAgg+ privacy mode (`privacy=secagg`): Flower's SecAgg+ workflow, whose
+server checks each masked vector's shapes before adding it.
 
 Flower's `SecAggPlusWorkflow` sums the clients' masked vectors unchecked: one client
 whose vector has other shapes than the model's ended the ServerApp with numpy's
@@ -17,6 +18,9 @@ from flwr.common import bytes_to_ndarray, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server.workflow import SecAggPlusWorkflow
+
+from fl_app.config.schema import AppConfig
+from fl_app.fl.modes.base import Mode
 
 
 class ScreenedSecAggPlusWorkflow(SecAggPlusWorkflow):
@@ -63,3 +67,24 @@ class _Screening:
         if shapes != self._expected:
             return f"masked vector of shapes {shapes[:3]}..., expected {self._expected[:3]}..."
         return None
+
+
+class SecAggMode(Mode):
+    """privacy=secagg: Flower's SecAgg+ fit step around the unchanged algorithm; the
+    server's aggregator gets one unmasked sum and checks it like a plaintext update."""
+
+    counts_examples = False  # SecAgg+ caps each weight in its own protocol
+
+    def fit_workflow(self, cfg: AppConfig) -> SecAggPlusWorkflow:
+        secagg = cfg.privacy
+        return ScreenedSecAggPlusWorkflow(
+            num_shares=_count_or_share(secagg.num_shares),
+            reconstruction_threshold=_count_or_share(secagg.reconstruction_threshold),
+            clipping_range=secagg.clipping_range,
+            quantization_range=secagg.quantization_range,
+        )
+
+
+def _count_or_share(value: float) -> int | float:
+    """SecAgg+ takes a number of clients (>= 1) or a share of them (< 1)."""
+    return int(value) if value >= 1 else value
