@@ -9,6 +9,7 @@ docs' configuration reference is generated from this module).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +220,8 @@ class SweepConfig(AppConfig):
 
 def plain(node: Any) -> Any:
     """A config value as plain Python (dicts and lists), whether typed or composed."""
+    if dataclasses.is_dataclass(node):
+        return dataclasses.asdict(node)
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 

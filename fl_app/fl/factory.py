@@ -154,6 +154,20 @@ def _ledger_config(cfg: AppConfig, run_dir: Path) -> Callable[[int], dict[str, S
     return lambda rnd: {DP_LEDGER_DIR_KEY: str(run_dir / LEDGER_DIR)}
 
 
+# What Flower's server optimisers keep between rounds (FedOpt: FedAdam, FedYogi,
+# FedAdagrad; FedAvgM): saved with every checkpoint, so a resumed run continues them.
+SERVER_STATE = ("m_t", "v_t", "momentum_vector")
+
+
+def server_state_of(algorithm: Strategy) -> dict[str, list]:
+    """The algorithm's optimiser state, by attribute (empty for FedAvg and FedProx)."""
+    return {
+        name: list(getattr(algorithm, name))
+        for name in SERVER_STATE
+        if getattr(algorithm, name, None) is not None
+    }
+
+
 def build_strategy(
     cfg: AppConfig,
     mode: Mode,
@@ -168,7 +182,8 @@ def build_strategy(
     holds the initial weights."""
     initial = ndarrays_to_parameters(state.weights)
     algorithm = build_algorithm(cfg, initial, net, state.checkpoint_path.parent)
-    mode.check_algorithm(algorithm)
+    for name, arrays in state.server_state.items():  # a resumed run's optimiser state
+        setattr(algorithm, name, arrays)
     counts = None
     if mode.counts_examples:  # SecAgg+ caps weights in its own protocol
         query = grid_properties_query(grid, timeout=cfg.federation.node_wait_timeout)
@@ -192,7 +207,7 @@ def build_strategy(
         ),
         round_offset=state.completed_rounds,
         on_round_end=lambda rnd, parameters, encrypted: state.save(
-            rnd, parameters_to_ndarrays(parameters), encrypted
+            rnd, parameters_to_ndarrays(parameters), encrypted, server_state_of(algorithm)
         ),
         on_round_complete=on_round_complete,
     )

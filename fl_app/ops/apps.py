@@ -8,9 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from fl_app.config import compose_config
+from fl_app.config.schema import AppConfig
 from fl_app.ops.flower import APP_DIR, NO_APP
 
 
@@ -38,7 +37,7 @@ def _is_user_app(directory: Path) -> bool:
     return "app" in tables.get("tool", {}).get("flwr", {})
 
 
-def compose_for_app(overrides: list[str], app_dir: Path | None = None) -> DictConfig:
+def compose_for_app(overrides: list[str], app_dir: Path | None = None) -> AppConfig:
     """The config as the app in `app_dir` (default: the current directory's, if it is
     one) composes it: its `conf/` searched, its task module importable. Outside any app,
     fl_app's bundled groups alone (enough for a bundled task, also when installed)."""

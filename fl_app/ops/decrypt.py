@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, to_payload
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.factory import new_model
 from fl_app.ops.apps import compose_for_app
-from fl_app.run.checkpoint import load_checkpoint
+from fl_app.run.checkpoint import load_checkpoint, split_server_state
 
 
 def decrypt_checkpoint(
@@ -24,6 +22,7 @@ def decrypt_checkpoint(
     what rebuild the model.
     """
     arrays, meta = load_checkpoint(checkpoint)
+    arrays, _ = split_server_state(arrays, meta.get("server_state", {}))
     identity = meta.get("identity", {})
     if not meta.get("encrypted"):
         raise ValueError(f"{checkpoint} holds a plaintext model; nothing to decrypt")
@@ -36,7 +35,7 @@ def decrypt_checkpoint(
     weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
     cfg = compose_for_app([f"task={identity['task']}", f"task.model={identity['model']}"], app_dir)
     if "model_args" in identity:  # the run's own architecture (checkpoints since issue 21)
-        OmegaConf.update(cfg, "task.model_args", identity["model_args"], merge=False)
+        cfg.task.model_args = dict(identity["model_args"])
     net = new_model(cfg)
     net.set_weights(weights)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -57,3 +57,25 @@ def load_checkpoint(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     if not isinstance(meta, dict) or "completed_rounds" not in meta:
         raise CheckpointError(f"checkpoint {path} is not an fl_app checkpoint: no metadata")
     return arrays, meta
+
+
+def with_server_state(
+    weights: list[np.ndarray], server_state: dict[str, list[np.ndarray]]
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """The arrays of a checkpoint holding the global model and the server optimiser's
+    state (FedAdam's moments, FedAvgM's momentum), and the count of each after it."""
+    arrays = list(weights)
+    for part in server_state.values():
+        arrays += part
+    return arrays, {name: len(part) for name, part in server_state.items()}
+
+
+def split_server_state(
+    arrays: list[np.ndarray], counts: dict[str, int]
+) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]]:
+    """`with_server_state` undone: the global model, and the server optimiser's state."""
+    end = len(arrays) - sum(counts.values())
+    weights, state, start = arrays[:end], {}, end
+    for name, count in counts.items():
+        state[name], start = arrays[start : start + count], start + count
+    return weights, state

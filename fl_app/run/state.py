@@ -11,10 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from fl_app.config import ConfigError
-from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fl_app.config.schema import AppConfig, plain
+from fl_app.run.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    split_server_state,
+    with_server_state,
+)
 from fl_app.run.history import RunHistory
 
 logger = logging.getLogger(__name__)
@@ -22,7 +28,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
-def resolve_run_dir(cfg: DictConfig, run_id: int) -> Path:
+def resolve_run_dir(cfg: AppConfig, run_id: int) -> Path:
     """`output_dir`, or a new time-stamped directory under `output_root`; checked to be
     a directory this process can create or write (nothing is written yet)."""
     if cfg.output_dir:
@@ -58,7 +64,7 @@ def _require_writable_dir(key: str, path: Path) -> None:
 
 
 def run_identity(
-    cfg: DictConfig, key_fingerprint: str | None, data_fingerprint: str | None = None
+    cfg: AppConfig, key_fingerprint: str | None, data_fingerprint: str | None = None
 ) -> dict[str, Any]:
     """What a checkpoint must share with the run that resumes it: whatever determines the
     model it continues (task, model and its arguments, data, preprocessing, partitioning)
@@ -66,24 +72,25 @@ def run_identity(
     rounds is what a resume is for; anything else is a new run."""
     task = cfg.task
     identity: dict[str, Any] = {
+        "privacy": cfg.privacy.name,
         "strategy": cfg.strategy.name,
         "task": task.name,
         "model": task.model,
-        "model_args": _plain(task.model_args),
+        "model_args": plain(task.model_args),
         "source": task.source,
-        "source_args": _plain(task.source_args),
+        "source_args": plain(task.source_args),
         "preprocess": task.preprocess,
-        "preprocess_stats": _plain(task.preprocess_stats),
+        "preprocess_stats": plain(task.preprocess_stats),
         "objective": task.objective.type,
-        "seed": int(cfg.seed),
-        "client_test_fraction": float(task.client_test_fraction),
-        "dp": _plain(cfg.dp),
+        "seed": cfg.seed,
+        "client_test_fraction": task.client_test_fraction,
+        "dp": plain(cfg.dp),
     }
     if cfg.federation.name == "simulation":  # the server partitions the pool itself
         identity.update(
-            partition=_plain(cfg.partition),
-            num_partitions=int(cfg.federation.num_supernodes),
-            server_test_fraction=float(task.server_test_fraction),
+            partition=plain(cfg.partition),
+            num_partitions=cfg.federation.num_supernodes,
+            server_test_fraction=task.server_test_fraction,
         )
     if data_fingerprint is not None:
         identity["data"] = data_fingerprint
@@ -92,8 +99,13 @@ def run_identity(
     return identity
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+def upgraded(identity: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's identity in today's terms: before the privacy/ group, `strategy`
+    named the privacy mode (fedavg, he, secagg) and the algorithm was FedAvg."""
+    if "privacy" in identity or "strategy" not in identity:
+        return identity
+    old = identity["strategy"]
+    return {**identity, "privacy": "none" if old == "fedavg" else old, "strategy": "fedavg"}
 
 
 def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
@@ -124,8 +136,10 @@ class RunState:
         history: RunHistory,
         completed_rounds: int,
         previous_seconds: float,
+        server_state: dict[str, list[np.ndarray]] | None = None,
     ) -> None:
         self.checkpoint_path = checkpoint_path
+        self.server_state = server_state or {}  # the server optimiser's (FedAdam, FedAvgM)
         self.identity = identity
         self.weights = weights
         self.encrypted = encrypted
@@ -169,7 +183,8 @@ class RunState:
         """The run whose checkpoint is in `run_dir`; refuses one of another identity."""
         path = run_dir / CHECKPOINT_NAME
         arrays, meta = load_checkpoint(path)
-        changed = differences(meta.get("identity") or {}, identity)
+        weights, server_state = split_server_state(arrays, meta.get("server_state", {}))
+        changed = differences(upgraded(meta.get("identity") or {}), identity)
         if changed:
             raise CheckpointError(
                 f"resume=true refused: checkpoint {path} was written by a run with other "
@@ -180,7 +195,8 @@ class RunState:
         state = cls(
             path,
             identity,
-            weights=arrays,
+            weights=weights,
+            server_state=server_state,
             encrypted=bool(meta["encrypted"]),
             history=RunHistory(meta["history"]),
             completed_rounds=int(meta["completed_rounds"]),
@@ -192,14 +208,24 @@ class RunState:
     def wall_seconds(self) -> float:
         return self.previous_seconds + time.monotonic() - self._started
 
-    def save(self, completed_round: int, weights: list[np.ndarray], encrypted: bool) -> None:
-        """Checkpoint the global model after `completed_round` (atomic)."""
+    def save(
+        self,
+        completed_round: int,
+        weights: list[np.ndarray],
+        encrypted: bool,
+        server_state: dict[str, list[np.ndarray]] | None = None,
+    ) -> None:
+        """Checkpoint the global model (and the server optimiser's state) after
+        `completed_round` (atomic)."""
         self.weights = weights
         self.encrypted = encrypted
+        self.server_state = server_state or {}
+        arrays, counts = with_server_state(weights, self.server_state)
         save_checkpoint(
             self.checkpoint_path,
-            weights,
+            arrays,
             {
+                "server_state": counts,
                 "identity": self.identity,
                 "encrypted": encrypted,
                 "completed_rounds": completed_round,
