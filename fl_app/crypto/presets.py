@@ -51,7 +51,7 @@ PRESETS = {
     # total weight is at most 1 (updates must carry the example count their client
     # announced for R), 2 leaves margin. Noise budget: 16 bits fresh; after 1,000
     # additions 11 (independent encryptions) or 6 (worst case: one ciphertext added to
-    # itself, so the noise grows linearly), measured in tests/test_seeded.py.
+    # itself, so the noise grows linearly), measured in tests/crypto/test_seeded.py.
     "seeded": Preset(
         name="seeded",
         scheme="bfv",

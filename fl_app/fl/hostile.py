@@ -4,7 +4,7 @@ In simulation the node of partition 0 trains honestly, then sends, in round r, t
 malformation `fault.hostile[(r - 1) % len]` in place of its honest result: the cases an
 attacker or a broken client tries. The server must drop that client — never crash,
 never let it move the mean or a metric — and say which client and why. A future
-feature adds its own case here and to the end-to-end harness (tests/test_e2e_hostile.py).
+feature adds its own case here and to the end-to-end harness (tests/e2e/test_hostile.py).
 """
 
 from __future__ import annotations

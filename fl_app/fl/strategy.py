@@ -99,11 +99,11 @@ class FederatedStrategy(Strategy):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ):
         # `parameters` is Flower's copy of the last aggregate; after a refused one, the
-        # global model is the aggregator's, not that
+        # global model is the aggregator's, not that (`_global`)
         rnd = self._run_round(server_round)
         self._round_started[rnd] = time.monotonic()
         instructions = self._completed(
-            rnd, self.algorithm.configure_fit(rnd, self.aggregator.current, client_manager)
+            rnd, self.algorithm.configure_fit(rnd, self._global(parameters), client_manager)
         )
         sampled = len(instructions)
         self.history.record(rnd, fit_sampled=sampled, fit_available=client_manager.num_available())
@@ -152,7 +152,7 @@ class FederatedStrategy(Strategy):
         if self.evaluation.sends_evaluate(rnd):
             instructions = self._completed(
                 rnd,
-                self.algorithm.configure_evaluate(rnd, self.aggregator.current, client_manager),
+                self.algorithm.configure_evaluate(rnd, self._global(parameters), client_manager),
             )
         if not instructions:
             self._complete(rnd)  # no aggregate_evaluate follows
@@ -196,6 +196,10 @@ class FederatedStrategy(Strategy):
     def _run_round(self, server_round: int) -> int:
         return server_round + self.round_offset
 
+    def _global(self, flowers: Parameters) -> Parameters:
+        """The global model: the aggregator's, Flower's copy only before there is one."""
+        return flowers if self.aggregator.current is None else self.aggregator.current
+
     def _completed(self, rnd: int, instructions: Instructions) -> Instructions:
         """`instructions` of clients whose example count is known, with the run's round
         and what the privacy mode adds."""
@@ -231,7 +235,7 @@ class FederatedStrategy(Strategy):
             self.history.add(rnd, "wire_bytes_up", up - self._wire_mark[0])
             self.history.add(rnd, "wire_bytes_down", down - self._wire_mark[1])
             self._wire_mark = (up, down)
-        if self._on_round_end is not None:
+        if self._on_round_end is not None and self.aggregator.current is not None:
             self._on_round_end(rnd, self.aggregator.current, self.aggregator.encrypted)
 
 

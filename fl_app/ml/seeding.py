@@ -14,7 +14,7 @@ def initializer_seeds_from(seed: int) -> Iterator[None]:
     beside the ServerApp's), so the initial weights depended on timing. While the block
     runs, Keras draws them from a private generator seeded as `keras.utils.
     set_random_seed(seed)` seeds the global one: the same numbers, undisturbed. (A Keras
-    that no longer looks it up there is left as it is; tests/test_seeding.py says so.)"""
+    that no longer looks it up there is left as it is; tests/ml/test_seeding.py says so.)"""
     try:
         from keras.src.random import seed_generator  # where Keras 3 looks up `python_random`
     except ImportError:

@@ -109,7 +109,7 @@ def run(
     executor = ForkExecutor()
     # Written against flwr 1.42: `run_superexec` looks its executor up through the
     # module-level `get_executor(executor_type)`; replacing that name hands it ours and
-    # leaves the loop itself unchanged. tests/test_ops_warm_exec.py fails loudly if a
+    # leaves the loop itself unchanged. tests/ops/test_warm_exec.py fails loudly if a
     # Flower release moves or renames the lookup.
     superexec_module.get_executor = lambda *_, **__: executor
     superexec_module.run_superexec(

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from fl_app.config import ConfigError
+from fl_app.config.schema import AppConfig, plain
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ class TensorBoardSink:
             self._writer.close()
 
 
-def flat_params(cfg: DictConfig) -> dict[str, str]:
+def flat_params(cfg: AppConfig) -> dict[str, str]:
     """The resolved config as MLflow parameters: dotted keys, values as text."""
     flat: dict[str, str] = {}
 
@@ -98,11 +97,11 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
         else:
             flat[prefix[:-1]] = str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(plain(cfg), "")
     return flat
 
 
-def store_of(cfg: DictConfig) -> tuple[str, Path | None]:
+def store_of(cfg: AppConfig) -> tuple[str, Path | None]:
     """The tracking URI, and where a new experiment's artifacts go: beside a SQLite
     database (MLflow's embedded store, no server; by default <output_root>/mlflow.db),
     else where the tracking server says (None)."""
@@ -115,7 +114,7 @@ def store_of(cfg: DictConfig) -> tuple[str, Path | None]:
 class MLflowSink:
     """One MLflow run for this fl_app run; a failing tracker warns, never stops training."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: int) -> None:
+    def __init__(self, cfg: AppConfig, run_dir: Path, run_id: int) -> None:
         import mlflow
 
         uri, artifacts = store_of(cfg)
@@ -169,7 +168,7 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def trackers_for(cfg: DictConfig, run_dir: Path, run_id: int) -> list[Any]:
+def trackers_for(cfg: AppConfig, run_dir: Path, run_id: int) -> list[Any]:
     """The sinks a run's config asks for; a missing MLflow fails before training."""
     sinks: list[Any] = []
     if cfg.tracking.tensorboard:

@@ -1,9 +1,10 @@
 """`fl-experiment`: Hydra (multi)run entry point; each job is one real `flwr run`.
 
-    fl-experiment strategy=fedavg                         one run
-    fl-experiment -m strategy=fedavg,he partition=iid,dirichlet
+    fl-experiment privacy=none                            one run
+    fl-experiment -m privacy=none,he partition=iid,dirichlet
+    fl-experiment -m strategy=fedavg,fedprox privacy=he
     fl-experiment -m +experiment=privacy_modes
-    cd my_app && fl-experiment -m task=mine strategy=fedavg,he    (an app of `fl-app new`)
+    cd my_app && fl-experiment -m task=mine privacy=none,he    (an app of `fl-app new`)
 
 A job turns its composed config into Flower's run config, launches `flwr run` (its own
 simulation SuperLink, or the deployment connection of `federation=deployment`), waits,
@@ -34,7 +35,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fl_app import quiet
 from fl_app.config import ConfigError, validate
-from fl_app.config.compose import ROOT_PACKAGE, group_options, search_path_override
+from fl_app.config.compose import (
+    ROOT_PACKAGE,
+    RUN_CONFIG_KEYS,
+    group_options,
+    search_path_override,
+)
 from fl_app.ops.apps import app_dir_at, enter_app
 from fl_app.ops.flower import FlowerCLI
 from fl_app.ops.local_superlink import LocalSuperLink
@@ -42,8 +48,9 @@ from fl_app.sweeps.summary import read_json, summarize_sweep
 
 JOB_FILE = "job.json"
 RUN_DIR = "run"
-# Config keys that travel as their own run-config keys, not inside `overrides`.
-DEDICATED = {"strategy", "num_rounds", "output_dir", "quiet"}
+# Config keys that travel as their own run-config keys (or only sweeps read), not inside
+# `overrides`.
+DEDICATED = {*RUN_CONFIG_KEYS.values(), "quiet"}
 ROUND_LINE = re.compile(r"round (\d+)/\d+ · ")  # fl_app's line at the end of each round
 FAILURE_LINE = re.compile(r"run failed: (.+)")  # fl_app.fl.failures.PREFIX
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Flower colours its log levels
@@ -69,18 +76,26 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-def run_config_for(cfg: DictConfig, strategy: str, task_overrides: list[str], run_dir: Path) -> str:
-    """Flower's run config for one job: its strategy, rounds, output dir and the rest."""
+def run_config_for(cfg: DictConfig, task_overrides: list[str], run_dir: Path) -> str:
+    """Flower's run config for one job: its dedicated keys (privacy, strategy, rounds,
+    output dir; fl_app.config.compose.RUN_CONFIG_KEYS) and the rest as `overrides`."""
     rest = [
         o for o in task_overrides if _key(o) not in DEDICATED and not _key(o).startswith("hydra")
     ]
     for override in rest:
         if "'" in override:
             raise ConfigError(f"override {override!r} is invalid: single quotes cannot be passed")
-    return (
-        f"strategy='{strategy}' num-server-rounds={cfg.num_rounds} "
-        f"output-dir='{run_dir}' overrides='{' '.join(rest)}'"
+    values: dict[str, Any] = {
+        "privacy": cfg.privacy.name,
+        "strategy": cfg.strategy.name,
+        "num-server-rounds": cfg.num_rounds,
+        "output-dir": run_dir,
+    }
+    dedicated = " ".join(
+        f"{key}={value}" if isinstance(value, int) else f"{key}='{value}'"
+        for key, value in values.items()
     )
+    return f"{dedicated} overrides='{' '.join(rest)}'"
 
 
 def launch(cfg: DictConfig, run_config: str, on_line, app_dir: Path | None = None) -> Any:
@@ -151,7 +166,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     try:
         validate(cfg)
         job_overrides = [*overrides, *tracking_overrides(cfg, hydra_cfg)]
-        run_config = run_config_for(cfg, cfg.strategy.name, job_overrides, job_dir / RUN_DIR)
+        run_config = run_config_for(cfg, job_overrides, job_dir / RUN_DIR)
         progress = RoundProgress(
             f"job {record['job']}: {record['overrides']}", cfg.num_rounds, cfg.quiet
         )

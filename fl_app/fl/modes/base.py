@@ -55,7 +55,7 @@ class ServerSetup:
     and the counts the clients announced."""
 
     algorithm: Strategy  # Flower's strategy (strategy.algorithm)
-    initial: Parameters  # the global model: initial weights, or the checkpoint's
+    initial: Parameters | None  # the global model: initial weights, or the checkpoint's
     encrypted: bool  # whether `initial` is an encrypted aggregate (a resumed HE run)
     history: RunHistory
     counts: ExampleCounts | None  # None: the mode caps weights itself (SecAgg+)
@@ -83,7 +83,9 @@ class Aggregator:
         """Every update must parse and match the global model's shapes with finite
         values (FedAvg would otherwise crash or spread NaNs into the model), and carry
         the example count its client announced."""
-        expected = [a.shape for a in parameters_to_ndarrays(self.current)]
+        expected = None  # no global model yet: the first result's shapes are taken
+        if self.current is not None:
+            expected = [a.shape for a in parameters_to_ndarrays(self.current)]
         return screen_plaintext(results, failures, expected, self.counts)
 
     def result(self, rnd: int, screened: Screened) -> tuple[Parameters | None, dict[str, Scalar]]:

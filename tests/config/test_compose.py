@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from fl_app.config import CONF_DIR, ConfigError, compose_config, load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pyproject_run_config() -> dict:
@@ -18,8 +18,9 @@ def pyproject_run_config() -> dict:
         return tomllib.load(fh)["tool"]["flwr"]["app"]["config"]
 
 
-def test_public_run_config_keys_are_exactly_the_documented_four():
+def test_public_run_config_keys_are_exactly_the_documented_five():
     assert set(pyproject_run_config()) == {
+        "privacy",
         "strategy",
         "num-server-rounds",
         "output-dir",
@@ -30,6 +31,7 @@ def test_public_run_config_keys_are_exactly_the_documented_four():
 def test_pyproject_defaults_equal_conf_defaults():
     defaults = compose_config()
     run_config = pyproject_run_config()
+    assert run_config["privacy"] == defaults.privacy.name
     assert run_config["strategy"] == defaults.strategy.name
     assert run_config["num-server-rounds"] == defaults.num_rounds
     assert run_config["output-dir"] == defaults.output_dir
@@ -40,7 +42,8 @@ def test_pyproject_defaults_equal_conf_defaults():
 def test_run_config_maps_onto_overrides():
     cfg = load_config(
         {
-            "strategy": "fedavg",  # the non-default choice
+            "privacy": "none",  # the non-default choices
+            "strategy": "fedprox",
             "num-server-rounds": 5,
             "output-dir": "/tmp/it's here",
             "overrides": "task=breast_cancer task.model=mlp partition=dirichlet "
@@ -57,35 +60,41 @@ def test_run_config_maps_onto_overrides():
 
 @pytest.mark.parametrize(
     ("group", "key"),
-    [("task", "name"), ("strategy", "name"), ("partition", "name"), ("federation", "name"),
-     ("he", "preset")],
+    [("task", "name"), ("privacy", "name"), ("strategy", "name"), ("partition", "name"),
+     ("federation", "name"), ("he", "preset")],
 )  # fmt: skip
 def test_every_group_option_composes(group, key):
     options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
     assert options
     for option in options:
         cfg = compose_config([f"{group}={option}"])
-        assert cfg[group][key] == option
+        assert getattr(getattr(cfg, group), key) == option
 
 
 def test_he_is_the_default_and_every_he_preset_exists_in_the_crypto_layer():
     from fl_app.crypto.presets import PRESETS
 
     cfg = compose_config()
-    assert (cfg.strategy.name, cfg.he.preset) == ("he", "seeded")
+    assert (cfg.privacy.name, cfg.strategy.name, cfg.he.preset) == ("he", "fedavg", "seeded")
     assert {p.stem for p in (CONF_DIR / "he").glob("*.yaml")} == set(PRESETS)
 
 
-def test_resolved_config_is_plain_yaml():
-    cfg = compose_config(["task=breast_cancer"])
-    assert OmegaConf.to_container(cfg, resolve=True)["task"]["model"] == "mlp"
+def test_the_composed_config_is_typed_and_renders_as_plain_yaml():
+    from fl_app.config import to_yaml
+    from fl_app.config.schema import AppConfig, SecAggConfig
+
+    cfg = compose_config(["task=breast_cancer", "privacy=secagg"])
+    assert isinstance(cfg, AppConfig) and isinstance(cfg.privacy, SecAggConfig)
+    assert isinstance(cfg.task.model_args, dict) and isinstance(cfg.task.objective.metrics, list)
+    assert OmegaConf.create(to_yaml(cfg)).task.model == "mlp"
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["task=mnist"], "Could not find 'task/mnist'"),
-        (["strategy=fedprox"], "Available options in 'strategy'"),
+        (["strategy=fedsgd"], "Available options in 'strategy'"),
+        (["privacy=fedavg"], "Available options in 'privacy'"),
         (["num_rounds=-1"], "num_rounds=-1 is invalid: allowed an integer >= 1"),
         (["num_rounds=abc"], "num_rounds"),
         (["partition=dirichlet", "partition.alpha=0"], "partition.alpha=0.0 is invalid"),
@@ -98,10 +107,10 @@ def test_resolved_config_is_plain_yaml():
         (["train.optimizer=rmsprop"], "train.optimizer='rmsprop'"),
         (["train.nope=1"], "nope"),
         (["resume=true"], "resume=True is invalid"),
-        (["strategy=he", "strategy.centralized_evaluation=true"], "plaintext weights"),
+        (["privacy=he", "strategy.centralized_evaluation=true"], "plaintext weights"),
         (["he.preset=tiny"], "he.preset='tiny' is invalid: allowed one of"),
         (["he.max_examples=0"], "he.max_examples=0"),
-        (["strategy=secagg", "strategy.secagg_reconstruction_threshold=5"], "<= strategy.min_fit"),
+        (["privacy=secagg", "privacy.reconstruction_threshold=5"], "<= strategy.min_fit"),
         (["federation.poll_interval=2"], r"federation.poll_interval=2.0 is invalid: allowed <= fe"),
         (["strategy.evaluate_every=0"], "strategy.evaluate_every=0 is invalid"),
     ],

@@ -1,4 +1,4 @@
-"""HEFedAvg with real ciphertexts: parity with FedAvg, failures, bad payloads, edges."""
+"""The HE mode's aggregator with real ciphertexts: parity with FedAvg, failures, bad payloads."""
 
 from __future__ import annotations
 
@@ -11,82 +11,21 @@ from flwr.common import (
     Parameters,
     Status,
     ndarrays_to_parameters,
-    parameters_to_ndarrays,
 )
-from flwr.server.client_manager import SimpleClientManager
+from he_rounds import SHAPES, client_result, decrypt, make_round
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import federated
 
 from fl_app.crypto.backends import tolerance
 from fl_app.crypto.keys import build_context
-from fl_app.crypto.packing import Layout
-from fl_app.crypto.payload import decrypt_aggregate, encrypt_update, to_arrays, to_payload
+from fl_app.crypto.payload import encrypt_update, to_arrays
 from fl_app.fl.example_counts import ExampleCounts
-from fl_app.fl.he_strategy import HEFedAvg
 from fl_app.fl.protocol import (
     ENCRYPTED_KEY,
-    EVAL_EXAMPLES_KEY,
-    EXAMPLES_KEY,
     REFERENCE_KEY,
-    ROUND_KEY,
     RUN_TAG_KEY,
 )
-from fl_app.run.history import RunHistory
-
-SHAPES = [(4, 3), (3,), (50,)]
-
-
-def make_round(keys, counts, *, min_fit_clients=2):
-    """A strategy after configure_fit of round 1 for clients with `counts`."""
-    preset, _, public = keys
-    initial = [np.zeros(s, np.float32) for s in SHAPES]
-    saved = []
-    proxies = [FakeProxy(f"c{i}") for i in range(len(counts))]
-    announced = {
-        p.cid: {EXAMPLES_KEY: n, EVAL_EXAMPLES_KEY: max(1, n // 4)}
-        for p, n in zip(proxies, counts, strict=True)
-    }
-    strategy = HEFedAvg(
-        public_context=public,
-        preset=preset,
-        layout=Layout.of(initial),
-        # the clients' answers to the example-count query
-        example_counts=ExampleCounts(
-            lambda rnd, asked: {p.cid: announced[p.cid] for p in asked}, max_examples=10**6
-        ),
-        history=RunHistory(),
-        on_round_end=lambda rnd, params, encrypted: saved.append(encrypted),
-        initial_parameters=ndarrays_to_parameters(initial),
-        min_fit_clients=min_fit_clients,
-        min_available_clients=1,
-    )
-    manager = SimpleClientManager()
-    for proxy in proxies:
-        manager.register(proxy)
-    instructions = strategy.configure_fit(1, strategy.initial_parameters, manager)
-    config = instructions[0][1].config
-    return strategy, proxies, config, saved
-
-
-def client_result(keys, proxy, weights, num_examples, config) -> tuple[FakeProxy, FitRes]:
-    """What an HE client sends: its weights times n_k / R, encrypted."""
-    preset, secret, _ = keys
-    bound_to = f"{config[RUN_TAG_KEY]}/{config[ROUND_KEY]}"
-    payload = encrypt_update(
-        secret, preset, weights, num_examples / config[REFERENCE_KEY], bound_to
-    )
-    res = FitRes(
-        status=Status(Code.OK, "ok"),
-        parameters=ndarrays_to_parameters(to_arrays(payload)),
-        num_examples=num_examples,
-        metrics={"train_loss": 1.0},
-    )
-    return proxy, res
-
-
-def decrypt(keys, parameters: Parameters) -> list[np.ndarray]:
-    preset, secret, _ = keys
-    return decrypt_aggregate(secret, preset, to_payload(parameters_to_ndarrays(parameters)))
 
 
 def test_hundred_clients_with_up_to_a_million_examples_match_fedavg(keys):
@@ -195,13 +134,8 @@ def test_out_of_range_example_counts_are_rejected(keys):
 def test_server_refuses_a_private_context(keys):
     preset, secret, _ = keys
     with pytest.raises(ValueError, match="holds the HE secret key"):
-        HEFedAvg(
-            public_context=secret,
-            preset=preset,
-            layout=Layout.of([np.zeros(3)]),
-            example_counts=ExampleCounts(lambda rnd, asked: {}, max_examples=10),
-            history=RunHistory(),
-        )
+        federated("he", initial=[np.zeros(3)], keys=(preset, secret, secret),
+                  counts=ExampleCounts(lambda rnd, asked: {}, max_examples=10))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +155,7 @@ def fixed_payloads(keys):
 @given(data=st.data())
 def test_mutated_results_never_crash_the_server(keys, fixed_payloads, data):
     strategy, proxies, _, _ = make_round(keys, [5, 5, 5], min_fit_clients=1)
-    strategy.run_tag, payloads = fixed_payloads
+    strategy.aggregator.run_tag, payloads = fixed_payloads
     tensors = [[bytearray(t) for t in payload] for payload in payloads]
     victim = tensors[data.draw(st.integers(0, 2))]
     index = data.draw(st.integers(0, len(victim) - 1))

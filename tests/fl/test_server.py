@@ -7,40 +7,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from runs import refused_start
 
 from fl_app.config import ConfigError, compose_config
-from fl_app.fl.failures import RunFailed
 from fl_app.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fl_app.server_app import main
 
 FL_APP = str(Path(sys.executable).parent / "fl-app")
 
 
-def refused_start(
-    run_dir: Path, strategy: str, overrides: str = "", output_root: Path | None = None
-) -> RunFailed:
-    """The ServerApp's main up to where it refuses (it never reaches the Grid): its
-    one-line failure (tests/test_failures.py checks the line)."""
-    root = output_root or run_dir.parent / "outs"  # tracebacks of failed runs go there
-    context = SimpleNamespace(
-        run_id=7,
-        run_config={
-            "strategy": strategy, "num-server-rounds": 1, "output-dir": str(run_dir),
-            "overrides": f"federation.num_supernodes=2 output_root={root} {overrides}",
-        },
-    )  # fmt: skip
-    with pytest.raises(RunFailed) as caught:
-        main(grid=None, context=context)
-    return caught.value
-
-
-def start(run_dir: Path, strategy: str, overrides: str = "") -> None:
-    """The same, raising the error behind the one line (these tests name it)."""
-    raise refused_start(run_dir, strategy, overrides).__cause__ from None
+def start(run_dir: Path, privacy: str, overrides: str = "") -> None:
+    """`refused_start`, raising the error behind the one line (these tests name it)."""
+    raise refused_start(run_dir, privacy, overrides).__cause__ from None
 
 
 @pytest.fixture
@@ -62,26 +42,26 @@ def untouched(run_dir: Path) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "overrides", "error", "message"),
+    ("privacy", "overrides", "error", "message"),
     [
         ("he", "resume=true", ConfigError, "uses the keys its first run generated"),
-        ("fedavg", "resume=true task=breast_cancer task.model=mlp", CheckpointError,
+        ("none", "resume=true task=breast_cancer task.model=mlp", CheckpointError,
          "resume=true refused: checkpoint .* task "),
-        ("fedavg", "", CheckpointError, "already exists"),
+        ("none", "", CheckpointError, "already exists"),
         ("he", "", CheckpointError, "already exists"),
     ],
 )  # fmt: skip
 def test_a_refused_run_leaves_the_directory_it_refused_as_it_was(
-    other_run, strategy, overrides, error, message
+    other_run, privacy, overrides, error, message
 ):
     with pytest.raises(error, match=message):
-        start(other_run, strategy, overrides)
+        start(other_run, privacy, overrides)
     assert untouched(other_run)  # no config.yaml written over it, no keys generated into it
 
 
 def test_resume_without_a_checkpoint_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(CheckpointError, match=r"resume=true needs .*: no such checkpoint"):
-        start(tmp_path / "empty", "fedavg", "resume=true")
+        start(tmp_path / "empty", "none", "resume=true")
     assert not (tmp_path / "empty").exists()
 
 
@@ -122,7 +102,7 @@ def test_an_output_dir_that_cannot_be_a_directory_is_named(tmp_path):
     afile.write_text("x")
     for run_dir, reason in ((afile, "it is a file"), (afile / "run", "a_file is a file")):
         with pytest.raises(ConfigError, match=rf"output-dir='{run_dir}' is invalid: .*{reason}"):
-            start(run_dir, "fedavg")
+            start(run_dir, "none")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
@@ -130,7 +110,7 @@ def test_an_unwritable_output_dir_is_named(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(ConfigError, match=r"output-dir=.* is not writable"):
-        start(locked / "run", "fedavg")
+        start(locked / "run", "none")
 
 
 def test_a_tracking_store_that_does_not_work_refuses_the_run_before_keys_exist(tmp_path):

@@ -13,7 +13,7 @@ from fl_app.fl import clients
 from fl_app.fl.factory import new_model, node_data
 from fl_app.ml.models import reset_optimizer, train, weights_of
 
-RUN = {"strategy": "fedavg", "num-server-rounds": 1, "overrides": "federation.num_supernodes=4"}
+RUN = {"privacy": "none", "num-server-rounds": 1, "overrides": "federation.num_supernodes=4"}
 
 
 def context(partition: int, run_config: dict = RUN) -> SimpleNamespace:

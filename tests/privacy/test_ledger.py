@@ -116,7 +116,7 @@ OPTIONS_RECORD_DP_ALLOWS = {
 @pytest.fixture(scope="module")
 def trainer():
     import keras
-    from test_record_dp import small_model
+    from dpsgd_helpers import small_model
 
     from fl_app.ml.dpsgd import dpsgd_for
 
@@ -127,7 +127,7 @@ def trainer():
 def moved_by_removing(trainer, spec: DataSpec, table: np.ndarray, index: int) -> float:
     """How far removing record `index` moves the noiseless sum of clipped gradients, with
     the task's preprocessing done as a holder does it."""
-    from test_record_dp import clipped, norm
+    from dpsgd_helpers import clipped, norm
 
     labels = np.arange(len(table)) % 3
     full = preprocess(spec, Split(table, labels))[0]

@@ -7,11 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from clients import client_of, he_client
 
 from fl_app.config import ConfigError, compose_config
 from fl_app.config.task import data_spec
 from fl_app.config.validate import MODELS
-from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model
 from fl_app.ml.data import PartitionSpec, load_client_data
 from fl_app.ml.models import BUILTIN_MODELS, weights_of
@@ -56,14 +56,6 @@ def user_task(tmp_path, monkeypatch):
     (tmp_path / "mytask.py").write_text(USER_TASK)
     monkeypatch.syspath_prepend(str(tmp_path))
     return compose_config(USER_OVERRIDES)
-
-
-def client_of(cfg, partition_id=0) -> KerasClient:
-    data = load_client_data(
-        data_spec(cfg.task), PartitionSpec("iid", 3), partition_id,
-        server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
-    )  # fmt: skip
-    return KerasClient(lambda: new_model(cfg), data, local_epochs=2, batch_size=16, seed=1)
 
 
 def test_a_user_task_trains_and_reports_its_own_metrics(user_task):
@@ -128,12 +120,11 @@ def test_bad_task_values_fail_before_training_naming_the_key(overrides, message)
 def test_under_he_a_weight_beyond_the_encoding_bound_names_its_layer(tmp_path):
     from fl_app.crypto.keys import generate_keys
     from fl_app.crypto.presets import get_preset
-    from fl_app.fl.he_client import HEKerasClient
     from fl_app.fl.protocol import REFERENCE_KEY
 
     generate_keys(tmp_path, "compact")
     cfg = compose_config(["task=diabetes"])
-    client = HEKerasClient(
+    client = he_client(
         lambda: new_model(cfg), client_of(cfg).data, preset=get_preset("compact"),
         secret_context=str(tmp_path / "secret.ctx"), local_epochs=1, batch_size=16, seed=0,
     )  # fmt: skip
@@ -142,7 +133,8 @@ def test_under_he_a_weight_beyond_the_encoding_bound_names_its_layer(tmp_path):
     layer = client.net.weights[2].path
     assert layer.endswith("/kernel")
     with pytest.raises(ValueError, match=re.escape(layer) + r": weight array 2 has \|w\| = 1\d\d"):
-        client.weights_out(weights, 10, {REFERENCE_KEY: 10.0})
+        names = [w.path for w in client.net.weights]
+        client.codec.encode(weights, 10, {REFERENCE_KEY: 10.0}, names)
 
 
 def test_a_parquet_table_source_with_named_columns_feeds_every_holder(tmp_path):

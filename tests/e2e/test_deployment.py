@@ -74,7 +74,7 @@ def start_run(out: Path, overrides: str, log_path: Path, rounds: int = 3) -> sub
         return subprocess.Popen(
             [FLWR, "run", ".", deploy.CONNECTION, "--stream", "--run-config",
              f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
 
 

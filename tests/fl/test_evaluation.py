@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from clients import keras_client
 
-from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY, PRIOR_EXAMPLES, ROUND_KEY
 from fl_app.ml.models import weights_of
@@ -15,7 +15,7 @@ from fl_app.ml.models import weights_of
 @pytest.fixture(scope="module")
 def client_and_weights(holder_data):
     cfg, data = holder_data
-    client = KerasClient(lambda: new_model(cfg), data, local_epochs=1, batch_size=16, seed=1)
+    client = keras_client(lambda: new_model(cfg), data, local_epochs=1, batch_size=16, seed=1)
     return client, weights_of(new_model(cfg))
 
 

@@ -7,6 +7,7 @@ import math
 import dp_accounting
 import numpy as np
 import pytest
+from clients import keras_client
 from dp_accounting.pld import pld_privacy_accountant
 from fakes import FakeProxy
 from flwr.common import ndarrays_to_parameters
@@ -15,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
+from strategies import plain_fedavg
 
 from fl_app.config import ConfigError, compose_config, mode_of
 from fl_app.fl.client import KerasClient
 from fl_app.fl.protocol import SAMPLED_KEY
-from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.ml.data import ClientData, Split
+from fl_app.ml.dpsgd import ClipAndNoise
 from fl_app.ml.models import build_model, weights_of
 from fl_app.ml.objective import CLASSIFICATION
-from fl_app.ml.dpsgd import ClipAndNoise
 from fl_app.privacy.dp import RoundRelease, clip, epsilon, global_norm, privatize
 from fl_app.privacy.report import privacy_report
 from fl_app.run.history import RunHistory
@@ -135,7 +136,7 @@ def test_the_strategy_tells_clients_how_many_were_sampled():
     for cid in range(4):
         manager.register(FakeProxy(str(cid)))
     history = RunHistory()
-    strategy = RecordingFedAvg(history=history, fraction_fit=0.5, min_fit_clients=2,
+    strategy = plain_fedavg(history=history, fraction_fit=0.5, min_fit_clients=2,
                            min_available_clients=2)  # fmt: skip
     instructions = strategy.configure_fit(1, ndarrays_to_parameters([np.zeros(2)]), manager)
     assert [ins.config[SAMPLED_KEY] for _, ins in instructions] == [2, 2]
@@ -159,7 +160,7 @@ def tiny_client(dp: ClipAndNoise | None) -> KerasClient:
     x, y = rng.standard_normal((40, 30)).astype(np.float32), rng.integers(0, 2, 40)
     data = ClientData(train=Split(x, y), test=Split(x[:10], y[:10]))
     factory = tabular_mlp
-    return KerasClient(factory, data, local_epochs=2, batch_size=8, seed=0, dp=dp)
+    return keras_client(factory, data, local_epochs=2, batch_size=8, seed=0, dp=dp)
 
 
 def test_a_dp_client_sends_a_clipped_update_with_weight_one_and_no_training_metrics():

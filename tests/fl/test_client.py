@@ -1,25 +1,25 @@
-"""+mode=fedsgd: one round is one step of distributed gradient descent, checked by hand."""
+"""+experiment=fedsgd: one round is one step of distributed gradient descent, checked by hand."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import tensorflow as tf
+from clients import keras_client
 from fakes import FakeProxy
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from strategies import plain_fedavg
 
 from fl_app.config import compose_config
 from fl_app.config.task import data_spec
-from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model
-from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.ml.data import PartitionSpec, load_client_data
 from fl_app.ml.models import weights_of
 from fl_app.run.history import RunHistory
 
 
 def test_one_fedsgd_round_is_theta_minus_lr_times_the_weighted_mean_gradient():
-    cfg = compose_config(["task=diabetes", "+mode=fedsgd", "train.learning_rate=0.1"])
+    cfg = compose_config(["task=diabetes", "+experiment=fedsgd", "train.learning_rate=0.1"])
     assert (cfg.train.optimizer, cfg.train.local_epochs) == ("sgd", 1)
     theta = weights_of(new_model(cfg))
     clients, results = [], []
@@ -28,7 +28,7 @@ def test_one_fedsgd_round_is_theta_minus_lr_times_the_weighted_mean_gradient():
             data_spec(cfg.task), PartitionSpec("iid", 3), pid,
             server_test_fraction=0.2, client_test_fraction=0.2, seed=int(cfg.seed),
         )  # fmt: skip
-        client = KerasClient(
+        client = keras_client(
             lambda: new_model(cfg), data, local_epochs=1, batch_size=int(cfg.train.batch_size),
             seed=pid,
         )  # fmt: skip
@@ -36,7 +36,7 @@ def test_one_fedsgd_round_is_theta_minus_lr_times_the_weighted_mean_gradient():
         clients.append(client)
         results.append((FakeProxy(str(pid)), FitRes(Status(Code.OK, ""),
                         ndarrays_to_parameters(weights), n, {})))  # fmt: skip
-    strategy = RecordingFedAvg(history=RunHistory(), min_fit_clients=3)
+    strategy = plain_fedavg(history=RunHistory(), min_fit_clients=3)
     aggregate, _ = strategy.aggregate_fit(1, results, [])
 
     # by hand: each client's full-batch gradient of its mean loss at theta

@@ -81,7 +81,7 @@ def test_an_mlflow_run_has_the_config_the_metrics_and_no_secret(tmp_path, monkey
     assert client.get_experiment(run.info.experiment_id).name == "sweep1"
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert params["task.name"] == "digits" and params["strategy.name"] == "he"
+    assert params["task.name"] == "digits" and params["privacy.name"] == "he"
     assert params["he.preset"] == "seeded" and params["seed"] == "42"
     history = client.get_metric_history(sink.run_id, "eval_accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.49), (2, 0.82)]
@@ -99,7 +99,7 @@ def test_the_final_model_is_an_artifact_only_when_plaintext(tmp_path, monkeypatc
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = compose_config(["strategy=fedavg", "tracking=mlflow", f"tracking.uri={uri}"])
+    cfg = compose_config(["privacy=none", "tracking=mlflow", f"tracking.uri={uri}"])
     run_dir = run_dir_with_secrets(tmp_path)
     (run_dir / "model.keras").write_bytes(b"a keras zip")
     sink = MLflowSink(cfg, run_dir, run_id=8)

@@ -1,4 +1,4 @@
-"""RecordingFedAvg aggregates like FedAvg by hand, tolerates failures, records and checkpoints."""
+"""FederatedStrategy aggregates like FedAvg by hand, tolerates failures, records and checkpoints."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import pytest
 from fakes import FakeProxy, fit_result
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.client_manager import SimpleClientManager
+from strategies import plain_fedavg
 
 from fl_app.fl.evaluation import EvaluationPlan
 from fl_app.fl.protocol import EVALUATE_FIRST_KEY
 from fl_app.fl.results import payload_bytes, weighted_mean_metrics
-from fl_app.fl.strategy import RecordingFedAvg
+from fl_app.fl.strategy import FederatedStrategy
 from fl_app.run.history import RunHistory
 
 
-def make_strategy(**kwargs) -> tuple[RecordingFedAvg, list[tuple[int, int]]]:
+def make_strategy(**kwargs) -> tuple[FederatedStrategy, list[tuple[int, int]]]:
     saved: list[tuple[int, int]] = []
-    strategy = RecordingFedAvg(
+    strategy = plain_fedavg(
         history=RunHistory(),
         on_round_end=lambda rnd, params, encrypted: saved.append((rnd, len(params.tensors))),
         **kwargs,
@@ -170,13 +171,13 @@ def test_plaintext_fedavg_takes_only_the_counts_clients_announced(caplog):
     from fakes import FakeProxy, fit_result
     from flwr.common import Code, EvaluateRes, Status, ndarrays_to_parameters
     from flwr.server.client_manager import SimpleClientManager
+    from strategies import plain_fedavg
 
     from fl_app.fl.example_counts import ExampleCounts
-    from fl_app.fl.strategy import RecordingFedAvg
     from fl_app.run.history import RunHistory
 
     announced = {f"c{i}": {"num-examples": 10, "num-eval-examples": 4} for i in range(3)}
-    strategy = RecordingFedAvg(
+    strategy = plain_fedavg(
         history=RunHistory(), initial_parameters=ndarrays_to_parameters([np.zeros(2)]),
         example_counts=ExampleCounts(lambda rnd, asked: {p.cid: announced[p.cid] for p in asked},
                                      max_examples=10**6),
@@ -185,7 +186,8 @@ def test_plaintext_fedavg_takes_only_the_counts_clients_announced(caplog):
     manager = SimpleClientManager()
     for cid in announced:
         manager.register(FakeProxy(cid))
-    strategy.configure_fit(1, strategy.initial_parameters, manager)
+    strategy.counts.learn(1, list(manager.all().values()))  # the round's count query
+    strategy.configure_fit(1, strategy.latest_parameters, manager)
     results = [fit_result("c0", [np.ones(2)], 10), fit_result("c1", [np.ones(2)], 10),
                fit_result("c2", [np.full(2, 100.0)], 10_000)]  # fmt: skip
     params, _ = strategy.aggregate_fit(1, results, [])

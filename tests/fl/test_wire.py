@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
+from strategies import plain_fedavg
 
 from fl_app.fl import wire
-from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.fl.wire import CountingGrid, content_bytes
 from fl_app.run.history import RunHistory
 
@@ -90,7 +90,7 @@ def test_counting_grid_counts_message_content_both_ways(in_a_run):
     assert 2 * 4000 < grid.bytes_down == sum(content_bytes(m) for m in out) < 2 * 4200
     assert 2 * 80 < grid.bytes_up == sum(content_bytes(m) for m in replies) < 2 * 280
 
-    strategy = RecordingFedAvg(history=RunHistory())
+    strategy = plain_fedavg(history=RunHistory())
     strategy.wire = grid
     strategy._end_round(1)
     grid.bytes_up += 5

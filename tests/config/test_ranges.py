@@ -11,17 +11,17 @@ import pytest
 
 from fl_app.config import ConfigError, compose_config, load_config
 from fl_app.config.ranges import Range
-from fl_app.config.schema import AppConfig, SecAggStrategyConfig, StrategyConfig
+from fl_app.config.schema import AppConfig, PrivacyConfig, SecAggConfig
 
 
 def ranged_fields(schema: type = AppConfig, prefix: str = ""):
     """(dotted key, Range, is_int, default) of every ranged field, nested schemas included
-    (the strategy group through its largest schema, SecAgg+'s)."""
+    (the privacy group through its largest schema, SecAgg+'s)."""
     hints = typing.get_type_hints(schema)
     for spec in dataclasses.fields(schema):
         hint = hints[spec.name]
-        if hint is StrategyConfig:
-            hint = SecAggStrategyConfig
+        if hint is PrivacyConfig:
+            hint = SecAggConfig
         if dataclasses.is_dataclass(hint):
             yield from ranged_fields(hint, f"{prefix}{spec.name}.")
         elif "range" in spec.metadata:
@@ -54,7 +54,7 @@ def test_every_numeric_field_declares_a_range_its_default_lies_in():
     ("key", "allowed", "integer", "default"), FIELDS, ids=[f[0] for f in FIELDS]
 )
 def test_every_numeric_field_rejects_a_value_outside_its_range(key, allowed, integer, default):
-    base = ["strategy=secagg"] if key.startswith("strategy.secagg") else []
+    base = ["privacy=secagg"] if key.startswith("privacy.") else []
     for value in outside(allowed, integer):
         with pytest.raises(ConfigError, match=rf"^{key}=\S+ is invalid: allowed "):
             compose_config([*base, f"{key}={value}"])
@@ -75,7 +75,7 @@ def test_a_key_the_schema_lacks_is_refused_with_the_nearest_one(override, messag
 
 def test_free_form_task_arguments_stay_free():
     cfg = compose_config(["+task.model_args.width=3", "+task.source_args.rows=5"])
-    assert cfg.task.model_args.width == 3
+    assert cfg.task.model_args["width"] == 3
 
 
 @pytest.mark.parametrize(

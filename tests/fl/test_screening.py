@@ -9,12 +9,12 @@ import json
 
 import numpy as np
 from flwr.common import Code, FitRes, Parameters, Status, ndarrays_to_parameters
+from he_rounds import SHAPES, client_result, decrypt, make_round
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_he_strategy import SHAPES, client_result, decrypt, make_round
+from strategies import plain_fedavg
 
 from fl_app.fl.protocol import DP_EPSILON, DP_HOLDER, DP_NOISE, PRIOR_EXAMPLES
-from fl_app.fl.strategy import RecordingFedAvg
 from fl_app.run.history import RunHistory
 
 ONES = [np.ones(s, np.float32) for s in SHAPES]
@@ -103,7 +103,7 @@ def test_he_screening_never_raises_and_keeps_the_honest_mean(
 )
 def test_plaintext_screening_never_raises(arrays, examples, metrics):
     initial = [np.zeros(s, np.float32) for s in SHAPES]
-    strategy = RecordingFedAvg(
+    strategy = plain_fedavg(
         history=RunHistory(), initial_parameters=ndarrays_to_parameters(initial),
         min_fit_clients=2, min_available_clients=1,
     )  # fmt: skip

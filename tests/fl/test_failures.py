@@ -8,7 +8,7 @@ import re
 import sys
 
 import pytest
-from test_hostile_runs import refused_start
+from runs import refused_start
 
 from fl_app.config import ConfigError
 from fl_app.crypto.keys import HEKeyError

@@ -9,8 +9,9 @@ import re
 
 import numpy as np
 import pytest
+from clients import he_client
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from test_he_strategy import SHAPES, client_result, decrypt, make_round
+from he_rounds import SHAPES, client_result, decrypt, make_round
 
 from fl_app.config import ConfigError, compose_config
 from fl_app.crypto.header import Header
@@ -55,7 +56,7 @@ def test_the_server_checks_its_public_context_against_the_preset_without_keys_js
     generate_keys(tmp_path, "nvflare")
     (tmp_path / MANIFEST_NAME).unlink()  # nothing says which preset these keys are for
     cfg = compose_config(
-        ["strategy=he", "he.preset=compact", f"he.public_context={tmp_path / 'public.ctx'}"]
+        ["privacy=he", "he.preset=compact", f"he.public_context={tmp_path / 'public.ctx'}"]
     )
     with pytest.raises(ConfigError, match=r"he.preset='compact' is invalid .* is CKKS N=8192"):
         ServerKeys.load(cfg, tmp_path / "run")
@@ -71,7 +72,7 @@ def test_a_count_unlike_the_announced_one_fails_that_client_not_the_round(keys, 
     assert params is None
     row = strategy.history.row(1)
     assert (row["fit_clients"], row["fit_failures"]) == (1, 1)
-    assert strategy.example_counts.get(proxies[1].cid) == 10  # the remembered count stays
+    assert strategy.counts.get(proxies[1].cid) == 10  # the remembered count stays
 
 
 def test_a_liar_among_three_is_dropped_and_the_mean_stays_exact(keys, caplog):
@@ -158,14 +159,13 @@ def test_a_forged_header_on_another_keys_ciphertexts_is_refused_after_decryption
 def test_an_honest_client_refuses_a_garbage_aggregate_before_evaluating_it(keys, tmp_path):
     from fl_app.crypto.keys import SECRET_NAME
     from fl_app.crypto.secret_files import write_private
-    from fl_app.fl.he_client import HEKerasClient
     from fl_app.fl.protocol import ENCRYPTED_KEY
     from fl_app.ml.data import ClientData, Split
 
     preset, secret, _ = keys
     write_private(tmp_path / SECRET_NAME, secret_bytes(secret))
     split = Split(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))
-    client = HEKerasClient(
+    client = he_client(
         lambda: pytest.fail("the model must not be built for a refused aggregate"),
         ClientData(split, split), preset=preset, secret_context=str(tmp_path / SECRET_NAME),
         local_epochs=1, batch_size=2, seed=0,
@@ -261,26 +261,18 @@ def test_an_evaluation_with_fit_claiming_too_many_examples_is_left_out(keys, cap
 def test_a_client_left_out_of_a_round_is_told_apart_by_its_real_reason(keys, answer, reason,
                                                                        caplog):  # fmt: skip
     from fakes import FakeProxy
-    from flwr.server.client_manager import SimpleClientManager
+    from strategies import configured_fit, federated
 
     from fl_app.fl.example_counts import ExampleCounts
-    from fl_app.fl.he_strategy import HEFedAvg
-    from fl_app.run.history import RunHistory
 
-    preset, _, public = keys
     initial = [np.zeros(s, np.float32) for s in [(4, 3), (3,), (50,)]]
     proxies = [FakeProxy("ok"), FakeProxy("odd")]
     answers = {"ok": {"num-examples": 10, "num-eval-examples": 3}, "odd": answer}
-    strategy = HEFedAvg(
-        public_context=public, preset=preset, layout=Layout.of(initial),
-        example_counts=ExampleCounts(lambda rnd, asked: dict(answers), max_examples=10**6),
-        history=RunHistory(), initial_parameters=ndarrays_to_parameters(initial),
-        min_fit_clients=1, min_available_clients=1,
+    strategy = federated(
+        "he", initial=initial, keys=keys, min_fit_clients=1,
+        counts=ExampleCounts(lambda rnd, asked: dict(answers), max_examples=10**6),
     )  # fmt: skip
-    manager = SimpleClientManager()
-    for proxy in proxies:
-        manager.register(proxy)
-    kept = strategy.configure_fit(1, strategy.initial_parameters, manager)
+    kept = configured_fit(strategy, proxies)
     assert [proxy.cid for proxy, _ in kept] == ["ok"]
     assert re.search(rf"client odd left out: {reason}", caplog.text), caplog.text
 
@@ -335,7 +327,7 @@ def test_a_refusal_in_the_next_fit_restores_the_previous_global_model(keys):
     initial = strategy.latest_parameters
     strategy.aggregate_fit(1, [client_result(keys, p, ONES, 10, config) for p in proxies], [])
     params, _ = strategy.aggregate_fit(2, [_refusal(p, "fit") for p in proxies], [])
-    assert params is initial  # Flower is handed the global model back
+    assert params is None and strategy.latest_parameters is initial  # the global model again
     assert strategy.history.row(1)["aggregated"] is False
     assert strategy.history.row(2)["aggregated"] is False
     assert strategy.history.row(2)["fit_failures"] == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tasks import client_of
+from clients import client_of
 
 from fl_app.config import compose_config
 from fl_app.config.task import data_spec

@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from clients import keras_client
 from dp_accounting.rdp import rdp_privacy_accountant
+from dpsgd_helpers import clipped, norm, small_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,16 +23,6 @@ from fl_app.privacy.record_level import (
     epsilon_of,
     spent_epsilon,
 )
-
-
-def small_model(batch_norm: bool = False) -> keras.Model:
-    inputs = keras.Input((4,))
-    x = keras.layers.Dense(5, activation="tanh")(inputs)
-    if batch_norm:
-        x = keras.layers.BatchNormalization()(x)
-    net = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    net.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +48,6 @@ def test_per_example_gradients_equal_a_loop_over_examples(trainer):
             vectorised, tape.gradient(loss, trainer.net.trainable_variables), strict=True
         ):
             np.testing.assert_allclose(mine[i].numpy(), single.numpy(), rtol=1e-5, atol=1e-6)
-
-
-def clipped(trainer, x, y, keep):
-    mask = tf.constant(np.asarray(keep, np.float32))
-    return [g.numpy() for g in trainer._clipped_sum(x, y, mask)]
-
-
-def norm(arrays):
-    return float(np.sqrt(sum(np.sum(np.square(a)) for a in arrays)))
 
 
 @settings(
@@ -232,13 +215,12 @@ def holder_net(holder_data):
 
 
 def holder(data, net, ledger, **dp):
-    from fl_app.fl.client import KerasClient
     from fl_app.fl.record_dp import RecordDP
 
     settings = dict(clip_norm=1.0, noise_multiplier=1.0, delta=1e-5, target_epsilon=0.0,
                     max_epsilon=0.0, planned_rounds=3)  # fmt: skip
     record_dp = RecordDP(**{**settings, **dp}, ledger_at=lambda config: ledger, run="7")
-    return KerasClient(
+    return keras_client(
         lambda: net, data, local_epochs=1, batch_size=16, seed=0, record_dp=record_dp
     )
 
@@ -309,7 +291,7 @@ def test_an_update_that_never_leaves_is_still_booked(holder_net, tmp_path):
     def crash(*args):
         raise RuntimeError("the node died before sending")
 
-    client.weights_out = crash
+    client.codec.encode = crash
     with pytest.raises(RuntimeError, match="died before sending"):
         fit(client, net, 1)
     assert len(PrivacyLedger.open(path).bookings) == 1

@@ -1,0 +1,35 @@
+"""The ServerApp driven to where it refuses a run, for refusal tests (imported as
+`from runs import ...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fl_app.fl.failures import RunFailed
+from fl_app.server_app import main
+
+
+def refused_start(
+    run_dir: Path,
+    privacy: str,
+    overrides: str = "",
+    output_root: Path | None = None,
+    strategy: str = "fedavg",
+) -> RunFailed:
+    """The ServerApp's main up to where it refuses (it never reaches the Grid): its
+    one-line failure (tests/fl/test_failures.py checks the line)."""
+    root = output_root or run_dir.parent / "outs"  # tracebacks of failed runs go there
+    context = SimpleNamespace(
+        run_id=7,
+        run_config={
+            "privacy": privacy, "strategy": strategy, "num-server-rounds": 1,
+            "output-dir": str(run_dir),
+            "overrides": f"federation.num_supernodes=2 output_root={root} {overrides}",
+        },
+    )  # fmt: skip
+    with pytest.raises(RunFailed) as caught:
+        main(grid=None, context=context)
+    return caught.value
