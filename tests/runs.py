@@ -1,5 +1,5 @@
-"""The ServerApp driven to where it refuses a run, for refusal tests (imported as
-`from runs import ...`)."""
+"""Runs for tests (imported as `from runs import ...`): a real `flwr run` on a local
+SuperLink, and the ServerApp driven to where it refuses a run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from fl_app.fl.failures import RunFailed
+from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.server_app import main
+
+FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
 
 
 def refused_start(
@@ -33,3 +36,11 @@ def refused_start(
     with pytest.raises(RunFailed) as caught:
         main(grid=None, context=context)
     return caught.value
+
+
+def flwr_run(
+    link: LocalSuperLink, run_config: str, federation: str = FEDERATION
+) -> tuple[int, str, str]:
+    """Submit a run like the README does, wait for it; (run id, final status, output)."""
+    result = link.submit(run_config, federation)
+    return result.run_id, result.status, result.output

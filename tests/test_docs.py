@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from fl_app.config import compose_config
+from fl_app.config.schema import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,8 +123,9 @@ def test_every_override_in_the_docs_names_a_key_or_group():
     from fl_app.config.schema import SweepConfig
 
     known = set(group_options()) | {spec.name for spec in dataclasses.fields(SweepConfig)}
-    for cfg in (compose_config(), compose_config(["strategy=secagg"])):
-        known |= set(dotted_keys(OmegaConf.to_container(cfg)))
+    algorithms = [[f"strategy={name}", "privacy=none"] for name in group_options()["strategy"]]
+    for cfg in (compose_config(o) for o in ([], ["privacy=secagg"], *algorithms)):
+        known |= set(dotted_keys(plain(cfg)))
     unknown, checked = [], 0
     for path in PAGES:
         text = path.read_text()
@@ -151,11 +152,15 @@ def dotted_keys(node: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+FREE_FORM = {"strategy.algorithm"}  # a mapping of its own: the algorithm's arguments
+
+
 def leaf_keys(node: dict, prefix: str = "") -> list[str]:
-    """The dotted keys of a nested mapping's leaves (an empty mapping is a leaf)."""
+    """The dotted keys of a nested mapping's leaves (an empty mapping is a leaf, and so is
+    a free-form one)."""
     leaves = []
     for key, value in node.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and f"{prefix}{key}" not in FREE_FORM:
             leaves += leaf_keys(value, f"{prefix}{key}.")
         else:
             leaves.append(f"{prefix}{key}")
@@ -167,8 +172,8 @@ def test_configuration_reference_lists_every_key_of_the_composed_config():
 
     text = reference_markdown()
     composed = set()
-    for overrides in ([], ["strategy=secagg"]):
-        composed |= set(leaf_keys(OmegaConf.to_container(compose_config(overrides))))
+    for overrides in ([], ["privacy=secagg"]):
+        composed |= set(leaf_keys(plain(compose_config(overrides))))
     missing = sorted(key for key in composed if f"| `{key}` |" not in text)
     assert missing == [], f"keys missing from the configuration reference: {missing}"
     assert {key.path for key in keys()} == composed | {"quiet"}
@@ -184,9 +189,10 @@ def test_configuration_reference_gives_every_key_a_meaning_and_its_range():
     assert listed["task.client_test_fraction"].allowed == "a number in (0, 1)"
     assert "share held out" in listed["task.client_test_fraction"].meaning  # shared comment
     assert "round r+1's fit" in listed["strategy.evaluate_with_fit"].meaning  # continued
-    assert listed["strategy.centralized_evaluation"].default == "`true`; `false` with `strategy=he`"
+    assert listed["strategy.centralized_evaluation"].default == "`null`"
     assert listed["task.name"].default == "`digits` (`task=digits`)"
-    assert "`strategy=secagg` only" in listed["strategy.secagg_num_shares"].meaning
+    assert "`privacy=secagg` only" in listed["privacy.num_shares"].meaning
+    assert listed["privacy.name"].allowed == "set by choosing `privacy=...`"
     assert "`num-server-rounds`" in listed["num_rounds"].meaning
 
 

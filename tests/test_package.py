@@ -31,7 +31,7 @@ def test_the_bundled_groups_are_package_data_not_a_repository_folder():
     assert Path(str(files("fl_app") / "conf")) == CONF_DIR
     assert (files("fl_app.conf_root") / "config.yaml").is_file()
     cfg = compose_config(["task=diabetes"])
-    assert (cfg.task.name, cfg.strategy.name, cfg.he.preset) == ("diabetes", "he", "seeded")
+    assert (cfg.task.name, cfg.privacy.name, cfg.he.preset) == ("diabetes", "he", "seeded")
 
 
 def test_a_user_task_joins_the_bundled_ones(tmp_path):
@@ -51,7 +51,7 @@ def test_a_user_file_named_like_a_bundled_one_replaces_it(tmp_path):
            "he/seeded": "preset: seeded\nmax_examples: 123\n"},
     )  # fmt: skip
     cfg = compose_config(["task=digits"], conf)
-    assert (cfg.task.model, list(cfg.task.model_args.hidden)) == ("mlp", [8])
+    assert (cfg.task.model, list(cfg.task.model_args["hidden"])) == ("mlp", [8])
     assert cfg.he.max_examples == 123
     assert compose_config(["task=digits"]).task.model == "cnn"  # without the app: bundled
     assert shadowed(conf) == ["he/seeded.yaml", "task/digits.yaml"]

@@ -43,7 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "task.preprocess": PREPROCESSING,
     "task.objective.type": OBJECTIVES,
     "train.optimizer": OPTIMIZERS,
-    "strategy.name": tuple(MODES),
+    "privacy.name": tuple(MODES),
     "he.preset": tuple(sorted(PRESETS)),
     "dp.level": DP_LEVELS,
     "fault.hostile": HOSTILE_CASES,
@@ -55,7 +55,7 @@ OPEN_ENDED = {  # what a key takes besides its fixed set
 }
 # Schemas that add fields to another: their own fields exist only in some configs.
 ONLY_IN = {
-    schema.SecAggStrategyConfig: "`strategy=secagg` only",
+    schema.SecAggConfig: "`privacy=secagg` only",
     schema.SweepConfig: "`fl-experiment` only",
 }
 
@@ -122,7 +122,7 @@ def _own_meanings(source: str) -> dict[str, str]:
 def keys() -> list[Key]:
     """Every key of fl_app's configuration (fl-experiment's included), in schema order."""
     found: list[Key] = []
-    _collect(schema.AppConfig, "", compose_config(), found, note="")
+    _collect(schema.AppConfig, "", OmegaConf.structured(compose_config()), found, note="")
     return found
 
 

@@ -150,7 +150,7 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(
     assert not [line for line in resumed.splitlines() if is_chatter(line)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds_completed"] == 3
-    assert summary["strategy"] == "he" and summary["encrypted"] is True
+    assert summary["privacy"] == "he" and summary["encrypted"] is True
     rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1]["fit_clients"] == 2 and rows[1]["fit_failures"] == 1

@@ -24,7 +24,7 @@ def last_line(output: str) -> str:
 
 def run_failing(link: LocalSuperLink, tmp_path: Path, overrides: str) -> tuple[str, str]:
     result = link.submit(
-        f"strategy='he' num-server-rounds=1 output-dir='{tmp_path / 'out'}' "
+        f"privacy='he' num-server-rounds=1 output-dir='{tmp_path / 'out'}' "
         f"overrides='federation.num_supernodes=2 output_root={tmp_path} {overrides}'",
         FEDERATION,
     )

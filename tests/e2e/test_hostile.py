@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_e2e_simulation import flwr_run
+from runs import flwr_run
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ OWN_CASES = {"secagg": ["garbage", "extra_arrays"]}
 
 
 # Plaintext FedAvg's own checks (shapes, NaN, counts, evaluation counts) are driven in
-# process by tests/test_server_contract.py and tests/test_strategy.py; end to end, the
+# process by tests/fl/test_screening.py and tests/fl/test_strategy.py; end to end, the
 # two modes whose server path differs most: HE, and SecAgg+ (Flower's workflow).
 @pytest.mark.parametrize("mode", ["he", "secagg"])
 def test_one_hostile_client_neither_crashes_nor_moves_the_run(superlink, tmp_path, mode):
@@ -67,7 +67,7 @@ def test_one_hostile_client_neither_crashes_nor_moves_the_run(superlink, tmp_pat
     # SecAgg+'s masked-vector screen.
     cases = list(CASES) if mode == "he" else OWN_CASES[mode]
     run_config = (
-        f"strategy='{mode}' num-server-rounds={len(cases)} output-dir='{out}' "
+        f"privacy='{mode}' num-server-rounds={len(cases)} output-dir='{out}' "
         f"overrides='federation.num_supernodes=3 task=breast_cancer "
         f"fault.hostile=[{','.join(cases)}]'"
     )

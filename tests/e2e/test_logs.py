@@ -18,9 +18,9 @@ FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
 FLOWER_STAGES = ("[ROUND 1]", "configure_fit:", "aggregate_evaluate:", "History (loss")
 
 
-def run(link: LocalSuperLink, out: Path, strategy: str, rounds: int, extra: str = "") -> str:
+def run(link: LocalSuperLink, out: Path, privacy: str, rounds: int, extra: str = "") -> str:
     result = link.submit(
-        f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
+        f"privacy='{privacy}' num-server-rounds={rounds} output-dir='{out}' "
         f"overrides='federation.num_supernodes=3 {extra}'",
         FEDERATION,
     )
@@ -54,7 +54,7 @@ def test_the_default_log_has_one_line_per_round_and_no_framework_chatter(superli
 def test_debug_brings_the_chatter_back_and_mlflow_logs_the_run(superlink, tmp_path):
     mlflow = pytest.importorskip("mlflow")
     out, uri = tmp_path / "fedavg", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    output = run(superlink, out, "fedavg", 1, f"log_level=debug tracking=mlflow tracking.uri={uri}")
+    output = run(superlink, out, "none", 1, f"log_level=debug tracking=mlflow tracking.uri={uri}")
     assert [line for line in output.splitlines() if is_chatter(line)]
     assert all(stage in output for stage in FLOWER_STAGES)
     assert "round 1 record: {'round': 1" in output  # the full record, at DEBUG
@@ -62,7 +62,7 @@ def test_debug_brings_the_chatter_back_and_mlflow_logs_the_run(superlink, tmp_pa
     client = mlflow.MlflowClient(tracking_uri=uri)
     (found,) = client.search_runs([client.get_experiment_by_name("fl_app").experiment_id])
     assert found.info.status == "FINISHED"
-    assert found.data.params["strategy.name"] == "fedavg"
+    assert found.data.params["privacy.name"] == "none"
     assert found.data.params["log_level"] == "debug"
     history = client.get_metric_history(found.info.run_id, "eval_accuracy")
     assert [(m.step, m.value) for m in history] == [

@@ -64,7 +64,7 @@ def test_the_simulation_runs_on_an_existing_ray_cluster(ray_head, tmp_path, monk
     out = tmp_path / "run"
     with LocalSuperLink(tmp_path / "flwr_home") as link:
         result = link.submit(
-            f"strategy='he' num-server-rounds=1 output-dir='{out}' "
+            f"privacy='he' num-server-rounds=1 output-dir='{out}' "
             "overrides='task=breast_cancer federation.num_supernodes=2'",
             "num-supernodes=2 client-resources-num-cpus=1",
         )

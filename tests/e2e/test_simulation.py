@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runs import flwr_run
 
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.ops.procs import pids_below
@@ -22,23 +23,14 @@ from fl_app.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
 BASE = "federation.num_supernodes=3"
 FL_APP = str(Path(sys.executable).parent / "fl-app")
 
 
-def flwr_run(
-    link: LocalSuperLink, run_config: str, federation: str = FEDERATION
-) -> tuple[int, str, str]:
-    """Submit a run like the README does, wait for it; (run id, final status, output)."""
-    result = link.submit(run_config, federation)
-    return result.run_id, result.status, result.output
-
-
-def run_to(link, out: Path, strategy: str, rounds: int, extra: str = ""):
+def run_to(link, out: Path, privacy: str, rounds: int, extra: str = ""):
     return flwr_run(
         link,
-        f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
+        f"privacy='{privacy}' num-server-rounds={rounds} output-dir='{out}' "
         f"overrides='{BASE} {extra}'",
     )
 
@@ -46,7 +38,7 @@ def run_to(link, out: Path, strategy: str, rounds: int, extra: str = ""):
 @pytest.fixture(scope="module")
 def fedavg_run(superlink, tmp_path_factory):
     out = tmp_path_factory.mktemp("fedavg") / "out"
-    run_id, status, _ = run_to(superlink, out, "fedavg", 2)
+    run_id, status, _ = run_to(superlink, out, "none", 2)
     return out, run_id, status
 
 
@@ -68,7 +60,7 @@ def test_fedavg_run_completes_and_writes_every_artifact(fedavg_run):
         assert (out / name).stat().st_size > 0, name
     facts = summary(out)
     assert facts["run_id"] == run_id
-    assert facts["strategy"] == "fedavg"
+    assert (facts["privacy"], facts["strategy"]) == ("none", "fedavg")
     assert facts["rounds_completed"] == 2
     assert 0.5 < facts["final_accuracy"] <= 1.0
     assert facts["final_loss"] > 0
@@ -87,7 +79,7 @@ def test_evaluating_with_fit_gives_every_rounds_accuracy_in_one_message_per_roun
     superlink, fedavg_run, tmp_path
 ):
     out = tmp_path / "with_fit"
-    _, status, _ = run_to(superlink, out, "fedavg", 2, "strategy.evaluate_with_fit=true")
+    _, status, _ = run_to(superlink, out, "none", 2, "strategy.evaluate_with_fit=true")
     assert status == "finished:completed"
     rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
     plain = {row["round"]: row for row in json.loads((fedavg_run[0] / "metrics.json").read_text())}
@@ -99,11 +91,11 @@ def test_evaluating_with_fit_gives_every_rounds_accuracy_in_one_message_per_roun
     assert rows[1]["bytes_down"] == pytest.approx(plain[1]["bytes_down"] / 2, rel=0.01)
 
 
-@pytest.mark.parametrize("strategy", ["he", "secagg"])
-def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, strategy):
+@pytest.mark.parametrize("privacy", ["he", "secagg"])
+def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, privacy):
     out = tmp_path / "record_dp"
     extra = "dp.enabled=true dp.level=record dp.target_epsilon=8"
-    _, status, output = run_to(superlink, out, strategy, 2, extra)
+    _, status, output = run_to(superlink, out, privacy, 2, extra)
     assert status == "finished:completed", output[-3000:]
     dp = summary(out)["dp"]
     assert dp["level"] == "record" and dp["unit"].startswith("adding or removing one record")
@@ -111,7 +103,7 @@ def test_record_level_dp_reports_every_holders_epsilon(superlink, tmp_path, stra
     assert all(0 < eps <= 8.0 for eps in dp["per_holder_epsilon"].values())
     assert dp["epsilon"] == pytest.approx(8.0, rel=0.01)  # calibrated for the 2 rounds
     assert [r["round"] for r in dp["per_round"]] == [1, 2]
-    assert summary(out)["encrypted"] is (strategy == "he")
+    assert summary(out)["encrypted"] is (privacy == "he")
     assert "round 2/2 · 3/3 clients · " in output and " · ε " in output  # the round lines
     assert "  privacy    ε 8" in output  # the end-of-run block
 
@@ -199,7 +191,7 @@ def test_he_run_matches_plaintext_accuracy(he_run, fedavg_run):
     he_out, _, status, _ = he_run
     assert status == "finished:completed"
     facts = summary(he_out)
-    assert facts["strategy"] == "he"
+    assert (facts["privacy"], facts["strategy"]) == ("he", "fedavg")
     assert facts["encrypted"] is True
     assert facts["final_model"] is None  # the server cannot produce it
     plain = json.loads((fedavg_run[0] / "metrics.json").read_text())[2]  # round 2
@@ -263,7 +255,7 @@ def test_he_round_completes_over_survivors_of_injected_faults(superlink, tmp_pat
     out = tmp_path / "faults"
     _, status, output = flwr_run(
         superlink,
-        "strategy='he' num-server-rounds=2 "
+        "privacy='he' num-server-rounds=2 "
         f"output-dir='{out}' overrides='federation.num_supernodes=5 task=breast_cancer "
         "fault.fail_fraction=0.4 fault.corrupt_fraction=0.2'",
         federation="num-supernodes=5 client-resources-num-cpus=1",
@@ -289,7 +281,7 @@ def test_a_killed_he_dp_server_resumes_from_its_encrypted_checkpoint(superlink, 
     """
     out = tmp_path / "killed"
     run_config = (
-        f"strategy='he' num-server-rounds=3 output-dir='{out}' overrides='{BASE} "
+        f"privacy='he' num-server-rounds=3 output-dir='{out}' overrides='{BASE} "
         "task=breast_cancer dp.enabled=true dp.noise_multiplier=0.8{extra}'"
     )
     killer_done = []
@@ -359,12 +351,12 @@ def test_secagg_matches_the_plaintext_aggregate_within_quantisation(
 def test_diabetes_regression_under_he_matches_fedavg(superlink, tmp_path):
     """The design document's regression MLP, federated: HE gives FedAvg's metrics."""
     results = {}
-    for strategy in ("fedavg", "he"):
-        out = tmp_path / strategy
-        _, status, output = run_to(superlink, out, strategy, 2, "task=diabetes")
+    for privacy in ("none", "he"):
+        out = tmp_path / privacy
+        _, status, output = run_to(superlink, out, privacy, 2, "task=diabetes")
         assert status == "finished:completed", output[-3000:]
-        results[strategy] = (summary(out), json.loads((out / "metrics.json").read_text()))
-    (plain, plain_rows), (he, he_rows) = results["fedavg"], results["he"]
+        results[privacy] = (summary(out), json.loads((out / "metrics.json").read_text()))
+    (plain, plain_rows), (he, he_rows) = results["none"], results["he"]
     assert plain["primary_metric"] == he["primary_metric"] == "r2_score"
     assert plain["final_accuracy"] is None  # a regression has no accuracy
     for want, got in zip(plain_rows[1:], he_rows, strict=True):  # fedavg has a round 0

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from fl_app.config import CONF_DIR, compose_config
 from fl_app.config.compose import ROOT_MODULE
+from fl_app.config.schema import plain
 from fl_app.sweeps.experiment import run_config_for
 
 FL_EXPERIMENT = str(Path(sys.executable).parent / "fl-experiment")
@@ -23,7 +24,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 def sweep_jobs(name: str) -> list[list[str]]:
     """The override lists the experiment's sweeper would launch."""
-    params = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").hydra.sweeper.params
+    loaded = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml")
+    params = OmegaConf.select(loaded, "hydra.sweeper.params", default={})  # none: one job
     keys = list(params)
     values = [str(params[k]).split(",") for k in keys]
     return [
@@ -33,10 +35,10 @@ def sweep_jobs(name: str) -> list[list[str]]:
 
 
 def test_the_sweep_config_is_the_apps_config_plus_what_only_sweeps_use():
-    overrides = ["+mode=he_dp", "task=breast_cancer", "seed=3"]
+    overrides = ["+setup=he_dp", "task=breast_cancer", "seed=3"]
     with initialize_config_module(config_module=ROOT_MODULE, version_base="1.3"):
         sweep = compose(config_name="sweep", overrides=[*overrides, "quiet=true"])
-    app = OmegaConf.to_container(compose_config(overrides))
+    app = plain(compose_config(overrides))
     assert {**app, "quiet": True} == OmegaConf.to_container(sweep)
     assert "callbacks" not in (files(ROOT_MODULE) / "config.yaml").read_text()
 
@@ -47,17 +49,17 @@ def test_every_job_of_every_experiment_composes_and_validates(name):
     assert jobs
     for overrides in jobs:
         cfg = compose_config([f"+experiment={name}", *overrides])  # validates too
-        assert cfg.strategy.name in ("fedavg", "secagg", "he")
+        assert cfg.privacy.name in ("none", "secagg", "he")
 
 
 def test_privacy_modes_compares_plaintext_secagg_every_he_preset_and_he_with_dp():
     modes = {tuple(job) for job in sweep_jobs("privacy_modes")}
     chosen = {
-        (c.strategy.name, c.he.preset if c.strategy.name == "he" else None, c.dp.enabled)
+        (c.privacy.name, c.he.preset if c.privacy.name == "he" else None, c.dp.enabled)
         for c in (compose_config(["+experiment=privacy_modes", *m]) for m in modes)
     }
     assert chosen == {
-        ("fedavg", None, False),
+        ("none", None, False),
         ("secagg", None, False),
         ("he", "seeded", False),
         ("he", "compact", False),
@@ -77,14 +79,14 @@ def test_heterogeneity_sweeps_alpha_under_dirichlet():
 
 
 def test_run_config_carries_everything_but_the_dedicated_keys(tmp_path):
-    cfg = compose_config(["strategy=fedavg", "num_rounds=4"])
+    cfg = compose_config(["privacy=none", "strategy=fedprox", "num_rounds=4"])
     text = run_config_for(
-        cfg, "fedavg", ["strategy=fedavg", "num_rounds=4", "+mode=fedavg", "task=breast_cancer",
-                        "quiet=true", "hydra.verbose=true"], tmp_path,
+        cfg, ["privacy=none", "strategy=fedprox", "num_rounds=4", "+setup=none",
+              "task=breast_cancer", "quiet=true", "hydra.verbose=true"], tmp_path,
     )  # fmt: skip
     assert text == (
-        f"strategy='fedavg' num-server-rounds=4 output-dir='{tmp_path}' "
-        "overrides='+mode=fedavg task=breast_cancer'"
+        f"privacy='none' strategy='fedprox' num-server-rounds=4 output-dir='{tmp_path}' "
+        "overrides='+setup=none task=breast_cancer'"
     )
 
 
@@ -93,7 +95,7 @@ def test_a_real_multirun_records_each_job_and_summarizes(tmp_path):
     sweep, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking = f"tracking=mlflow tracking.uri={uri}"
     result = subprocess.run(
-        [FL_EXPERIMENT, "-m", "strategy=fedavg,he", "num_rounds=1,-1", "task=breast_cancer",
+        [FL_EXPERIMENT, "-m", "privacy=none,he", "num_rounds=1,-1", "task=breast_cancer",
          "federation.num_supernodes=2", "quiet=true", *tracking.split(),
          f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
@@ -104,12 +106,12 @@ def test_a_real_multirun_records_each_job_and_summarizes(tmp_path):
     assert len(rows) == 4
     # Hydra writes the URI's ':' escaped; the rest of each job's overrides is as given
     by_overrides = {row["overrides"].split(" tracking=")[0]: row for row in rows}
-    for strategy in ("fedavg", "he"):
-        good = by_overrides[f"strategy={strategy} num_rounds=1 task=breast_cancer "
+    for privacy in ("none", "he"):
+        good = by_overrides[f"privacy={privacy} num_rounds=1 task=breast_cancer "
                             "federation.num_supernodes=2 quiet=True"]  # fmt: skip
         assert good["status"] == "completed"
         assert float(good["final_accuracy"]) > 0.8
-        bad = by_overrides[f"strategy={strategy} num_rounds=-1 task=breast_cancer "
+        bad = by_overrides[f"privacy={privacy} num_rounds=-1 task=breast_cancer "
                            "federation.num_supernodes=2 quiet=True"]  # fmt: skip
         assert bad["status"] == "failed"
         assert "num_rounds=-1 is invalid" in bad["error"]
@@ -124,7 +126,7 @@ def test_a_real_multirun_records_each_job_and_summarizes(tmp_path):
     experiment = client.get_experiment_by_name(str(sweep))
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["job0", "job2"]
-    assert {r.data.params["strategy.name"] for r in runs} == {"fedavg", "he"}
+    assert {r.data.params["privacy.name"] for r in runs} == {"none", "he"}
 
 
 def test_jobs_run_the_user_app_they_are_started_in(tmp_path):
