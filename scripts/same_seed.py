@@ -33,8 +33,7 @@ UNSTABLE = ("seconds", "bytes", "dropped")
 def per_round(metrics: list[dict]) -> list[dict]:
     """The learning's numbers of each round (no times, no sizes)."""
     return [
-        {k: v for k, v in row.items() if not any(word in k for word in UNSTABLE)}
-        for row in metrics
+        {k: v for k, v in row.items() if not any(word in k for word in UNSTABLE)} for row in metrics
     ]
 
 

@@ -33,7 +33,7 @@ class TaskConfig:
     """A task plug-in: model + data + objective (conf/task/*.yaml; docs: "Your own task")."""
 
     name: str = MISSING  # the task's name (checkpoints, summaries, plots)
-    # built-in architecture (cnn | mlp | wide_mlp | seed_mlp), a .keras file, or the
+    # built-in architecture (cnn | mlp | wide_mlp | regression_mlp), a .keras file, or the
     # import path of a callable returning a keras.Model (compiled or not)
     model: str = MISSING
     model_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `model`

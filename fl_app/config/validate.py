@@ -17,7 +17,7 @@ from fl_app.ml.scaling import PREPROCESSING, statistics_source
 from fl_app.ml.sources import BUNDLED
 
 # fl_app.ml.models.BUILTIN_MODELS (tests keep the two equal; config imports no Keras)
-MODELS = ("cnn", "mlp", "wide_mlp", "seed_mlp")
+MODELS = ("cnn", "mlp", "wide_mlp", "regression_mlp", "seed_mlp")  # seed_mlp: the old name
 OBJECTIVES = ("classification", "regression")
 PARTITIONS = ("iid", "dirichlet")
 DP_LEVELS = ("client", "record")

@@ -32,9 +32,9 @@ from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import FederatedStrategy
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
-from fl_app.ml.dpsgd import refuse_batch_mixing, refuse_untrained_state
 from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
+from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
 from fl_app.run.state import RunState
 
 LEDGER_DIR = "dp_ledgers"  # in a simulated run's directory: one DP ledger per partition

@@ -117,4 +117,4 @@ def _secret_path(cfg: AppConfig, run_dir: Path) -> str | None:
     generated = run_dir / "keys" / "secret.ctx"
     if generated.exists():
         return str(generated)
-    return str(cfg.he.secret_context) or None  # every config has an `he` group
+    return cfg.he.secret_context or None  # every config has an `he` group

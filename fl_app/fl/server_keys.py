@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from fl_app.config import ConfigError
+from fl_app.config.schema import AppConfig
 from fl_app.crypto.keys import (
     MANIFEST_NAME,
     PUBLIC_NAME,
@@ -37,7 +36,7 @@ class ServerKeys:
     simulation_secret_path: str = ""
 
     @classmethod
-    def load(cls, cfg: DictConfig, run_dir: Path, *, generate: bool = True) -> ServerKeys:
+    def load(cls, cfg: AppConfig, run_dir: Path, *, generate: bool = True) -> ServerKeys:
         """`he.public_context`, or in simulation the keys generated into `<run_dir>/keys`
         (made now if `generate`; a resumed run must find its own). The context must be
         public and built for `he.preset`, whether or not a `keys.json` says so."""

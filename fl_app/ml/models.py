@@ -1,16 +1,18 @@
-"""Keras 3 models: the built-in architectures, a user's model by import path or `.keras`
-file, compiled from the task's objective; local training and evaluation."""
+"""Keras 3 models: a built-in architecture (fl_app.ml.architectures), a user's model by
+import path or `.keras` file, compiled from the task's objective; local training and
+evaluation."""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from fl_app.ml.architectures import BUILTIN_MODELS
 from fl_app.ml.checks import TaskError, check_builder_arguments
 from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
@@ -19,57 +21,6 @@ from fl_app.ml.proximal import proximal_for
 from fl_app.ml.seeding import initializer_seeds_from
 from fl_app.ml.sources import resolve
 from fl_app.ml.targets import ONE_HOT_LOSSES, one_hot
-
-
-# ---------------------------------------------------------------- built-in architectures
-def cnn(input_shape: tuple[int, ...], outputs: int, name: str = "cnn") -> keras.Model:
-    """A small CNN for 8x8 images (digits)."""
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(64, activation="relu")(x)
-    return _classifier(inputs, x, outputs, name)
-
-
-def mlp(
-    input_shape: tuple[int, ...],
-    outputs: int,
-    name: str = "mlp",
-    hidden: tuple[int, ...] = (32, 16),
-) -> keras.Model:
-    """Hidden ReLU layers (32, 16 by default) for tabular features."""
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = keras.layers.Flatten()(inputs)
-    for units in hidden:
-        x = keras.layers.Dense(units, activation="relu")(x)
-    return _classifier(inputs, x, outputs, name)
-
-
-def wide_mlp(input_shape: tuple[int, ...], outputs: int, name: str = "wide_mlp") -> keras.Model:
-    """About 1M parameters on digits: for scale benchmarks."""
-    return mlp(input_shape, outputs, name, hidden=(1024, 896))
-
-
-def seed_mlp(input_shape: tuple[int, ...], outputs: int = 1, name: str = "seed_mlp") -> keras.Model:
-    """The design document's regression MLP: Dense(10, relu) -> Dense(10, relu) -> Dense(1)."""
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = keras.layers.Dense(10, activation="relu")(inputs)
-    x = keras.layers.Dense(10, activation="relu")(x)
-    return keras.Model(inputs, keras.layers.Dense(outputs)(x), name=name)
-
-
-def _classifier(inputs: Any, x: Any, outputs: int, name: str) -> keras.Model:
-    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x), name=name)
-
-
-BUILTIN_MODELS: dict[str, Callable[..., keras.Model]] = {
-    "cnn": cnn,
-    "mlp": mlp,
-    "wide_mlp": wide_mlp,
-    "seed_mlp": seed_mlp,
-}
 
 
 # ---------------------------------------------------------------- building

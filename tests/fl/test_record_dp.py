@@ -14,7 +14,8 @@ from dpsgd_helpers import clipped, norm, small_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_app.ml.dpsgd import DPSGD, ClipAndNoise, dpsgd_for, refuse_untrained_state
+from fl_app.ml.dpsgd import DPSGD, ClipAndNoise, dpsgd_for
+from fl_app.ml.per_record import refuse_untrained_state
 from fl_app.privacy.record_level import (
     ORDERS,
     BudgetExceeded,

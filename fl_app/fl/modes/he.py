@@ -2,22 +2,19 @@
 
 One round, r >= 2, as this module sees it (fl_app.fl.strategy calls each step):
 
-1. server, `HEAggregator.instructions`: keep the sampled clients whose example count
-   n_k is known (fl_app.fl.example_counts asked them before their first round), fix the
-   round's weight reference R = sum of their n_k, and send with the encrypted global
-   model R, the run tag the update must be bound to, and that the model is encrypted.
-2. client, `HECodec.decode`: decrypt the aggregate with the secret key and divide by
-   its total weight (fl_app.crypto.payload.decrypt_aggregate) -> the FedAvg mean.
-   The client trains from it (fl_app.fl.client).
+1. server, `HEAggregator.instructions`: fix the round's weight reference R = sum of the
+   sampled clients' announced n_k; send R, the run tag the update must be bound to, and
+   whether the global model sent is encrypted.
+2. client, `HECodec.decode`: decrypt the aggregate and divide by its total weight
+   (fl_app.crypto.payload.decrypt_aggregate): the FedAvg mean it trains from.
 3. client, `HECodec.encode`: encrypt (n_k / R) x weights, bound to "<tag>/<round>".
 4. server, `HEAggregator.screen`: check each payload (header, key, round, size, the
-   announced n_k) and add the valid ones to the round's encrypted sum; `result`: the
-   sum, its total weight sum(n_k) / R in the header, is the new global model.
+   announced n_k) and add the valid ones; `result`: the encrypted sum, its total weight
+   sum(n_k) / R in the header, is the new global model.
 
-When most clients refuse the aggregate they received (only they can tell it is
-garbage: ciphertexts under another key behind a forged header decrypt to noise), that
-round is recorded as not aggregated and the previous global model is the global model
-again.
+When most clients refuse the aggregate they received (only they can tell it is garbage:
+ciphertexts under another key behind a forged header decrypt to noise), its round is
+recorded as not aggregated and the previous global model is the global model again.
 """
 
 from __future__ import annotations
@@ -55,22 +52,8 @@ from fl_app.crypto.payload import (
     to_payload,
 )
 from fl_app.crypto.presets import Preset, get_preset
-from fl_app.fl.modes.base import (
-    AggregateRefused,
-    Aggregator,
-    Codec,
-    Instructions,
-    Mode,
-    ServerSetup,
-)
-from fl_app.fl.protocol import (
-    ENCRYPTED_KEY,
-    NODE_SECRET_KEY,
-    REFERENCE_KEY,
-    ROUND_KEY,
-    RUN_TAG_KEY,
-    SECRET_PATH_KEY,
-)
+from fl_app.fl import protocol
+from fl_app.fl.modes.base import AggregateRefused, Aggregator, Codec, Mode, ServerSetup
 from fl_app.fl.results import Failure, Screened, dropped, split_refusals, weighted_mean_metrics
 from fl_app.fl.server_keys import ServerKeys
 
@@ -90,16 +73,16 @@ class HECodec(Codec):
 
     def context(self, config: dict[str, Scalar]) -> Any:
         """The secret context (cached per process), checked against the preset."""
-        path = self._secret_path or str(config.get(SECRET_PATH_KEY, ""))
+        path = self._secret_path or str(config.get(protocol.SECRET_PATH_KEY, ""))
         if not path:
             raise ValueError(
                 "no HE secret context configured: set he.secret_context (or the node "
-                f"config key '{NODE_SECRET_KEY}') to the path of secret.ctx"
+                f"config key '{protocol.NODE_SECRET_KEY}') to the path of secret.ctx"
             )
         return require_preset(secret_context_at(path), self.preset, path)
 
     def decode(self, parameters: NDArrays, config: dict[str, Scalar]) -> NDArrays:
-        if not config.get(ENCRYPTED_KEY, False):
+        if not config.get(protocol.ENCRYPTED_KEY, False):
             return parameters  # the initial model is public: random init, no data
         try:
             return decrypt_aggregate(self.context(config), self.preset, to_payload(parameters))
@@ -109,8 +92,8 @@ class HECodec(Codec):
     def encode(
         self, weights: NDArrays, weight: int, config: dict[str, Scalar], names: list[str]
     ) -> NDArrays:
-        coefficient = weight / float(config[REFERENCE_KEY])  # n_k / R
-        bound_to = f"{config.get(RUN_TAG_KEY, '')}/{config.get(ROUND_KEY, 0)}"
+        coefficient = weight / float(config[protocol.REFERENCE_KEY])  # n_k / R
+        bound_to = f"{config.get(protocol.RUN_TAG_KEY, '')}/{config.get(protocol.ROUND_KEY, 0)}"
         try:
             payload = encrypt_update(
                 self.context(config), self.preset, weights, coefficient, bound_to
@@ -118,13 +101,6 @@ class HECodec(Codec):
         except WeightBoundError as err:  # name the layer, not only the array's position
             raise ValueError(f"{names[err.index]}: {err}") from err
         return to_arrays(payload)
-
-
-@dataclasses.dataclass
-class EncryptedRound(Screened):
-    """Screened HE results, already added up: screening deserialises each payload once."""
-
-    encrypted_sum: EncryptedSum | None = None
 
 
 class HEAggregator(Aggregator):
@@ -139,22 +115,23 @@ class HEAggregator(Aggregator):
         self.run_tag = secrets.token_hex(8)  # updates are bound to "<run_tag>/<round>"
         self._secret_path = keys.simulation_secret_path
         self._reference: dict[int, float] = {}
+        self._sum: EncryptedSum | None = None  # the round's, from `screen` to `result`
         # The global model before the latest aggregate: what a refused aggregate gives
         # way to (in memory; a restarted server keeps the checkpoint it has).
         self._previous: tuple[Parameters, bool] = (self.current, self.encrypted)
 
-    def instructions(self, rnd: int, instructions: Instructions) -> Instructions:
+    def instructions(self, rnd: int, instructions: list) -> list:
         """Announce R (fit and evaluate of a round share the one fixed for fit), the run
         tag, and whether the parameters are an encrypted aggregate."""
         reference = sum(self.counts.get(proxy.cid) for proxy, _ in instructions)
         self._reference.setdefault(rnd, float(reference))
         he_config: dict[str, Scalar] = {
-            ENCRYPTED_KEY: self.encrypted,
-            REFERENCE_KEY: self._reference[rnd],
-            RUN_TAG_KEY: self.run_tag,
+            protocol.ENCRYPTED_KEY: self.encrypted,
+            protocol.REFERENCE_KEY: self._reference[rnd],
+            protocol.RUN_TAG_KEY: self.run_tag,
         }
         if self._secret_path:
-            he_config[SECRET_PATH_KEY] = self._secret_path
+            he_config[protocol.SECRET_PATH_KEY] = self._secret_path
         return [
             (proxy, dataclasses.replace(ins, config={**ins.config, **he_config}))
             for proxy, ins in instructions
@@ -162,38 +139,30 @@ class HEAggregator(Aggregator):
 
     def screen(
         self, rnd: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Failure]
-    ) -> EncryptedRound:
-        """Check each payload and add the valid ones to this round's encrypted sum.
-
-        A result is refused (that client's failure, not the round's) when its payload is
-        malformed, under another key or made for another run or round, or when its
-        num_examples differs from the count the client announced for this round's R.
-        When most results refuse the aggregate they received, nothing is added.
-        """
+    ) -> Screened:
+        """Check each payload and add the valid ones to the round's encrypted sum (each
+        payload is deserialised once). A result is refused (that client's failure, not the
+        round's) when its payload is malformed, under another key, made for another run
+        or round, or its num_examples is not the count it announced for this round's R."""
         results, refusals = split_refusals(results)
         failures = [*failures, *refusals]
         if self._refused_by_clients(rnd - 1, refusals, answered=len(results)):
             failures += [dropped(p, "trained on a refused aggregate") for p, _ in results]
             results = []
-        screened = EncryptedRound(
-            accepted=[],
-            failures=failures,
-            encrypted_sum=EncryptedSum(self.public_context, self.preset, self.layout),
-        )
+        screened = Screened(accepted=[], failures=failures)
+        self._sum = EncryptedSum(self.public_context, self.preset, self.layout)
         reference = self._reference.get(rnd)
         for proxy, res in results:
             try:
-                vectors = self._checked(rnd, proxy.cid, res, reference, screened.encrypted_sum)
+                vectors = self._checked(rnd, proxy.cid, res, reference)
             except PayloadError as err:
                 screened.failures.append(PayloadError(f"client {proxy.cid} rejected: {err}"))
                 continue
-            screened.encrypted_sum.add(vectors, res.num_examples / reference)
+            self._sum.add(vectors, res.num_examples / reference)
             screened.accepted.append((proxy, res))
         return screened
 
-    def _checked(
-        self, rnd: int, cid: str, res: FitRes, reference: float | None, total: EncryptedSum
-    ) -> list[Any]:
+    def _checked(self, rnd: int, cid: str, res: FitRes, reference: float | None) -> list[Any]:
         """The ciphertexts of one result, or PayloadError saying why it cannot be added."""
         if reference is None:
             raise PayloadError(f"no weight reference was announced for round {rnd}")
@@ -201,24 +170,19 @@ class HEAggregator(Aggregator):
             payload = to_payload(parameters_to_ndarrays(res.parameters))
         except Exception as err:  # numpy raises several types on bad bytes
             raise PayloadError(f"tensors do not parse: {type(err).__name__}") from err
-        vectors = total.check(payload, bound_to=f"{self.run_tag}/{rnd}")
+        vectors = self._sum.check(payload, bound_to=f"{self.run_tag}/{rnd}")
         problem = self.counts.mismatch(cid, res.num_examples)
         if problem is not None:
             raise PayloadError(problem)
         return vectors
 
-    def result(
-        self, rnd: int, screened: EncryptedRound
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+    def result(self, rnd: int, screened: Screened) -> tuple[Parameters | None, dict[str, Scalar]]:
         """The encrypted aggregate of the round, unless its total weight overflows."""
-        total = screened.encrypted_sum
+        total = self._sum
         if not total.total_weight_fits():
-            log(
-                ERROR,
-                "round %d: total weight %.3g exceeds the preset's fixed-point range (%g); "
+            log(ERROR, "round %d: total weight %.3g exceeds the preset's fixed-point range (%g); "
                 "client example counts changed since they were announced; round skipped",
-                rnd, total.total_weight, self.preset.max_total_weight,
-            )  # fmt: skip
+                rnd, total.total_weight, self.preset.max_total_weight)  # fmt: skip
             return None, {}
         self._previous = (self.current, self.encrypted)
         self.current = ndarrays_to_parameters(to_arrays(total.result()))
@@ -242,12 +206,9 @@ class HEAggregator(Aggregator):
         if not refusals or len(refusals) <= answered or not self.encrypted:
             return False
         reason = str(refusals[0]).split(": ", 1)[-1]
-        log(
-            WARNING,
-            "round %d: its aggregate was refused by %d of %d clients (%s); it is not the "
-            "global model, the previous one is",
-            rnd, len(refusals), len(refusals) + answered, reason,
-        )  # fmt: skip
+        log(WARNING, "round %d: its aggregate was refused by %d of %d clients (%s); it is not "
+            "the global model, the previous one is",
+            rnd, len(refusals), len(refusals) + answered, reason)  # fmt: skip
         self.history.record(rnd, aggregated=False, aggregate_refused=reason)
         self.current, self.encrypted = self._previous
         return True
@@ -257,7 +218,7 @@ class HEMode(Mode):
     """privacy=he: clients weight and encrypt, the server adds (see the module)."""
 
     def codec(self, cfg: AppConfig, node_config: dict[str, Any]) -> Codec:
-        secret = cfg.he.secret_context or str(node_config.get(NODE_SECRET_KEY, ""))
+        secret = cfg.he.secret_context or str(node_config.get(protocol.NODE_SECRET_KEY, ""))
         return HECodec(get_preset(cfg.he.preset), secret)
 
     def aggregator(self, setup: ServerSetup) -> Aggregator:
