@@ -35,8 +35,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
 # ---------------------------------------------------------------- configuration
 def configuration_markdown() -> str:
     rows = ["## Config groups", ""]
-    rows += ["Choose an option with `group=option` (`task=breast_cancer`); `mode/` and"]
-    rows += ["`experiment/` are added with `+` (`+mode=fedsgd`, `+experiment=privacy_modes`).", ""]
+    rows += ["Choose an option with `group=option` (`task=breast_cancer`); `setup/` and"]
+    rows += ["`experiment/` are added with `+` (`+setup=he_dp`, `+experiment=fedsgd`).", ""]
     rows += ["| group | option | what it is | what its file sets |", "|---|---|---|---|"]
     for group, options in group_options().items():
         for option in options:
@@ -156,8 +156,8 @@ def experiment_markdown() -> list[str]:
         after.replace("\n", " "),
         "",
         "An override is `group=option` (one of the groups below), `key=value` for any key of",
-        "the [configuration reference](configuration.md), `+mode=...` or `+experiment=...`;",
-        "with `-m`, comma-separated values are swept (`strategy=fedavg,he`). `--help` prints",
+        "the [configuration reference](configuration.md), `+setup=...` or `+experiment=...`;",
+        "with `-m`, comma-separated values are swept (`privacy=none,he`). `--help` prints",
         "every group, a user app's included, and the composed config; `--cfg job` prints the",
         "config of one job without running it; Hydra's own options are under `--hydra-help`.",
         "",

@@ -49,9 +49,9 @@ from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.ops.procs import tree_pss
 from fl_app.run.artifacts import download_per_client, upload_per_client
 
-# mode -> (run-config strategy, Hydra overrides)
+# mode -> (run-config privacy, Hydra overrides); "fedavg" is FedAvg in the clear
 MODES = {
-    "fedavg": ("fedavg", ""),
+    "fedavg": ("none", ""),
     "he_seeded": ("he", "he=seeded"),
     "he_compact": ("he", "he=compact"),
     "he_nvflare": ("he", "he=nvflare"),
@@ -86,10 +86,10 @@ def run_once(
     link: LocalSuperLink, out: Path, mode: str, extra: str, clients: int, rounds: int
 ) -> dict:
     """One real run; its figures from the ServerApp's metrics.json and summary.json."""
-    strategy, overrides = MODES[mode]
+    privacy, overrides = MODES[mode]
     overrides = f"{overrides} {extra}".strip()
     run_config = (
-        f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
+        f"privacy='{privacy}' num-server-rounds={rounds} output-dir='{out}' "
         f"overrides='{overrides} federation.num_supernodes={clients} "
         "strategy.centralized_evaluation=false'"
     )

@@ -8,7 +8,7 @@ over float32, client encrypt and decrypt time, and the server's check+add time p
 client.
 
 Part 2 (real Flower simulation): the FL-loop wall time (sum of round times) of the
-default task with 10 clients under `strategy=he` vs `strategy=fedavg`, same seed,
+default task with 10 clients under `privacy=he` vs `privacy=none` ("fedavg"), same seed,
 runs interleaved, on a private SuperLink that is stopped at the end.
 
 Prints a markdown table and writes JSON:  python scripts/bench_he.py --out bench_he.json
@@ -29,6 +29,8 @@ from fl_app.crypto.keys import build_context, context_from, public_bytes
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import EncryptedSum, decrypt_aggregate, encrypt_update
 from fl_app.crypto.presets import PRESETS
+
+PRIVACY = {"fedavg": "none", "he": "he"}  # the two runs compared, by their label
 
 # Dense-network layer shapes for each model size (kernel, bias, ...).
 MODELS = {
@@ -113,7 +115,8 @@ def bench_fl_loop(clients: int, rounds: int, repeats: int) -> dict:
             for strategy in ("fedavg", "he"):
                 out = Path(tmp) / f"{strategy}{repeat}"
                 result = link.submit(
-                    f"strategy='{strategy}' num-server-rounds={rounds} output-dir='{out}' "
+                    f"privacy='{PRIVACY[strategy]}' num-server-rounds={rounds} "
+                    f"output-dir='{out}' "
                     f"overrides='federation.num_supernodes={clients}'",
                     federation,
                 )

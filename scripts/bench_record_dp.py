@@ -49,7 +49,7 @@ EPSILONS = (1.0, 3.0, 8.0)
 
 def run(link: LocalSuperLink, out: Path, rounds: int, overrides: str, clients: int) -> dict:
     result = link.submit(
-        f"strategy='he' num-server-rounds={rounds} output-dir='{out}' "
+        f"privacy='he' num-server-rounds={rounds} output-dir='{out}' "
         f"overrides='federation.num_supernodes={clients} {overrides}'",
         f"num-supernodes={clients} client-resources-num-cpus=1",
         timeout=3600,

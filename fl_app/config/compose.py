@@ -1,6 +1,6 @@
 """Composition: Flower's run config -> Hydra overrides -> a validated config.
 
-Flower's run config carries four public keys (see pyproject.toml) that are turned into
+Flower's run config carries five public keys (see pyproject.toml) that are turned into
 Hydra overrides here, so the ServerApp, the ClientApp and tests all compose the same way.
 """
 

@@ -37,7 +37,7 @@ class KerasClient(NumPyClient):
     training never sees a ciphertext. An aggregate the codec refuses (AggregateRefused)
     is answered with REFUSED_KEY and its reason.
 
-    With `train.proximal_mu` in a fit's config (Flower's FedProx sends it), training adds
+    With `proximal_mu` in a fit's config (Flower's FedProx sends it), training adds
     (mu / 2) * ||w - w_received||^2 to the loss. With `dp`, the update is clipped and
     noised before it reaches the codec, every client's aggregation weight is 1
     (DP-FedAvg's unweighted mean: an example-count weight would let a large client

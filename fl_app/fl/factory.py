@@ -118,6 +118,14 @@ def centralized_evaluation(cfg: AppConfig, net: keras.Model):
     return evaluate_fn
 
 
+# What fl_app hands every algorithm (from strategy.* and the run), not strategy.algorithm.
+_RUN_ARGUMENTS = (
+    "fraction_fit", "fraction_evaluate", "min_fit_clients", "min_evaluate_clients",
+    "min_available_clients", "evaluate_fn", "on_fit_config_fn", "initial_parameters",
+    "fit_metrics_aggregation_fn", "evaluate_metrics_aggregation_fn",
+)  # fmt: skip
+
+
 def build_algorithm(
     cfg: AppConfig, initial: Parameters, net: keras.Model, run_dir: Path
 ) -> Strategy:
@@ -126,6 +134,12 @@ def build_algorithm(
     aggregate, the central evaluation."""
     strat = cfg.strategy
     spec = dict(strat.algorithm)
+    given = sorted(set(spec) & set(_RUN_ARGUMENTS))
+    if given:
+        raise ConfigError(
+            f"strategy.algorithm.{given[0]} is invalid: fl_app passes it to the algorithm "
+            f"itself; set strategy.{given[0]} (or it is the run's own: {', '.join(_RUN_ARGUMENTS)})"
+        )
     try:
         return instantiate(
             spec,

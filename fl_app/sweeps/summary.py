@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 
-from fl_app.config import MODES
 from fl_app.run.artifacts import upload_per_client
 
 COLUMNS = (
@@ -43,13 +42,15 @@ def read_json(path: Path) -> Any:
 
 
 def _mode(choices: dict[str, Any], config: dict[str, Any]) -> str:
-    if choices.get("mode"):
-        return str(choices["mode"])
-    strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "?")
-    encrypted = strategy in MODES and MODES[strategy].encrypted
-    mode = f"he_{choices.get('he', 'seeded')}" if encrypted else str(strategy)
+    """A job's label: its privacy setup (`+setup=...`, or the privacy mode with its HE
+    preset), the algorithm when it is not FedAvg, and DP when on."""
+    privacy = choices.get("privacy") or config.get("privacy", {}).get("name", "?")
+    mode = f"he_{choices.get('he', 'seeded')}" if privacy == "he" else str(privacy)
+    mode = str(choices.get("setup") or mode)
+    strategy = choices.get("strategy") or config.get("strategy", {}).get("name", "fedavg")
+    mode += "" if strategy == "fedavg" else f"/{strategy}"
     dp = config.get("dp", {})
-    if not dp.get("enabled"):
+    if not dp.get("enabled") or "dp" in mode:
         return mode
     return f"{mode}+dp" if dp.get("level", "client") == "client" else f"{mode}+record_dp"
 

@@ -120,3 +120,11 @@ def test_an_old_run_config_naming_the_mode_as_strategy_says_where_it_went():
     with pytest.raises(ConfigError, match='privacy = "he"'):
         load_config({"strategy": "he"})
     assert load_config({"privacy": "none", "strategy": "fedprox"}).strategy.name == "fedprox"
+
+
+def test_an_argument_fl_app_passes_itself_is_refused_under_strategy_algorithm(tmp_path):
+    cfg = compose_config(["privacy=none", "+strategy.algorithm.fraction_fit=0.5"])
+    net = tiny_net()
+    initial = ndarrays_to_parameters([np.asarray(w) for w in net.get_weights()])
+    with pytest.raises(ConfigError, match=r"strategy.algorithm.fraction_fit .*set strategy.fra"):
+        build_algorithm(cfg, initial, net, tmp_path)
