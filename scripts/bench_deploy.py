@@ -11,7 +11,7 @@
 - warm-with-fit: as warm, every round evaluated inside the next round's fit
   (`strategy.evaluate_with_fit=true`): one message per round, the last round two.
 
-For each: start a local TLS + node-auth federation (`fl_app.ops.federation.up`), run HE
+For each: start a local TLS + node-auth federation (`fl_app.ops.local_deployment.up`), run HE
 training (the default preset), and compute the overhead of rounds 2..R = their wall
 time - the mean local training time - the mean local evaluation time of the
 evaluations performed in them (both reported by the clients; under evaluate_with_fit a
@@ -30,7 +30,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from fl_app.ops import federation as deploy
+from fl_app.ops import local_deployment as deploy
 from fl_app.ops.flower import FlowerCLI
 
 # name -> (warm ClientApps, extra Hydra overrides)

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fl_app.cli.federation import APP_HELP, add_federation_commands
+from fl_app.cli.deploy import APP_HELP, add_federation_commands
 from fl_app.crypto.keys import HEKeyError, generate_keys
 from fl_app.crypto.payload import PayloadError
 from fl_app.crypto.presets import PRESETS

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fl_app.crypto.secret_files import write_private
+
 _HAS_MEMFD = hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir()
 
 
@@ -42,7 +44,7 @@ def _scratch() -> Iterator[tuple[str, Callable[[], bytes], Callable[[bytes], Non
         return
     with tempfile.TemporaryDirectory(prefix="fl_app-") as tmp:  # created 0700
         path = Path(tmp) / "blob"
-        yield str(path), path.read_bytes, lambda data: _write_private(path, data)
+        yield str(path), path.read_bytes, lambda data: write_private(path, data)
 
 
 def _read_all(fd: int) -> bytes:
@@ -53,11 +55,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)

@@ -53,15 +53,8 @@ PRESETS = {
     # additions 11 (independent encryptions) or 6 (worst case: one ciphertext added to
     # itself, so the noise grows linearly), measured in tests/crypto/test_seeded.py.
     "seeded": Preset(
-        name="seeded",
-        scheme="bfv",
-        poly_modulus_degree=2048,
-        coeff_mod_bit_sizes=(54,),
-        scale_bits=24,
-        plain_modulus_bits=33,
-        packing="dense",
-        max_total_weight=2.0,
-        backend="seeded_bfv",
+        "seeded", "bfv", poly_modulus_degree=2048, coeff_mod_bit_sizes=(54,), scale_bits=24,
+        plain_modulus_bits=33, max_total_weight=2.0, backend="seeded_bfv",
     ),
     # Add-only aggregation: BFV batching puts one value in each of N slots, and a
     # single 56-bit ciphertext prime (53-bit special prime for the key) keeps the
@@ -69,26 +62,16 @@ PRESETS = {
     # plain modulus holds sums up to ~2^11 = max_abs_weight (64) x max_total_weight
     # (30) with margin, and leaves noise budget for 1,000 additions (measured).
     "compact": Preset(
-        name="compact",
-        scheme="bfv",
-        poly_modulus_degree=4096,
-        coeff_mod_bit_sizes=(56, 53),
-        scale_bits=24,
+        "compact", "bfv", poly_modulus_degree=4096, coeff_mod_bit_sizes=(56, 53), scale_bits=24,
         plain_modulus_bits=36,
-        packing="dense",
     ),
     # NVIDIA FLARE's TenSEAL parameters, kept for comparison: CKKS, N=8192,
     # moduli [60, 40, 40], scale 2^40, one ciphertext (group) per layer.
     "nvflare": Preset(
-        name="nvflare",
-        scheme="ckks",
-        poly_modulus_degree=8192,
-        coeff_mod_bit_sizes=(60, 40, 40),
-        scale_bits=40,
-        packing="per_layer",
-        backend="tenseal_ckks",
+        "nvflare", "ckks", poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40),
+        scale_bits=40, packing="per_layer", backend="tenseal_ckks",
     ),
-}
+}  # fmt: skip
 
 
 def get_preset(name: str) -> Preset:

@@ -63,10 +63,6 @@ class SeededContext:
     def is_private(self) -> bool:
         return self.secret_key is not None
 
-    def public(self) -> SeededContext:
-        """The same parameters and public key, without the secret key."""
-        return SeededContext(self.parms, self.public_key)
-
     def to_bytes(self, *, secret: bool) -> bytes:
         """The key file: with `secret`, the secret key too (write it 0600)."""
         if secret and self.secret_key is None:

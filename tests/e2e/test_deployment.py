@@ -1,6 +1,6 @@
 """A real deployment on 127.0.0.1: SuperLink + SuperNodes, TLS, node auth, HE (slow).
 
-Every process is started by `fl_app.ops.federation` in its own process group with a PID file
+Every process is started by `fl_app.ops.local_deployment` in its own process group with a PID file
 and stopped by `deploy.down` in teardown, pass or fail.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fl_app.ops import federation as deploy
+from fl_app.ops import local_deployment as deploy
 from fl_app.ops import procs
 from fl_app.ops.flower import FlowerCLI, flower_bin, free_port
 from fl_app.ops.procs import pids_below
@@ -98,9 +98,7 @@ def completed_rounds(out: Path) -> int:
     return load_checkpoint(out / "checkpoint.npz")[1]["completed_rounds"]
 
 
-def test_he_training_survives_a_killed_supernode_and_a_killed_server(
-    federation, tmp_path, record_property
-):
+def test_he_training_survives_a_killed_supernode_and_a_killed_server(federation, tmp_path):
     """A SuperNode dies mid-round 1, then the ServerApp process dies after round 1;
     rerun with resume=true, the run finishes rounds 2-3 on the surviving nodes."""
     root, info = federation
@@ -164,14 +162,11 @@ def test_he_training_survives_a_killed_supernode_and_a_killed_server(
     assert not (out / "keys").exists()
     secret = (root / "he" / "secret.ctx").read_bytes()[-64:-32]  # in the secret key
     assert all(secret not in p.read_bytes() for p in out.rglob("*") if p.is_file())
-    # The resumed rounds ran with fl_app's own reply polling: record their overhead.
-    overhead = {
-        rnd: rows[rnd]["round_seconds"] - rows[rnd]["train_seconds"] - rows[rnd]["eval_seconds"]
-        for rnd in range(killed_after + 1, 4)
-    }
-    record_property("overhead_seconds_per_round", overhead)
-    print(f"deployment per-round overhead (s), resumed rounds: {overhead}")
-    assert all(seconds >= 0 for seconds in overhead.values())
+    # The resumed rounds are recorded like the others: their bytes on the wire, and a
+    # round time that holds its clients' training (scripts/bench_deploy.py measures it).
+    for rnd in range(killed_after + 1, 4):
+        assert rows[rnd]["wire_bytes_up"] > rows[rnd]["bytes_up"] > 0
+        assert rows[rnd]["round_seconds"] > rows[rnd]["train_seconds"] > 0
 
 
 def test_a_supernode_restarted_mid_run_keeps_its_dp_ledger(federation, tmp_path):

@@ -365,6 +365,32 @@ def test_diabetes_regression_under_he_matches_fedavg(superlink, tmp_path):
     assert "r2_score" in (tmp_path / "he" / "metrics.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.parametrize(
+    ("privacy", "strategy", "least"), [("he", "fedprox", 0.8), ("secagg", "fedadam", 0.3)]
+)
+def test_an_algorithm_runs_under_the_privacy_modes_that_allow_it(
+    superlink, tmp_path, privacy, strategy, least
+):
+    """FedProx under HE (its term is the clients'), FedAdam under SecAgg+ (the server
+    sees the sum): real runs, 2 rounds; FedAdam's moments are in the checkpoint."""
+    out = tmp_path / "out"
+    _, status, output = flwr_run(
+        superlink,
+        f"privacy='{privacy}' strategy='{strategy}' num-server-rounds=2 output-dir='{out}' "
+        f"overrides='{BASE}'",
+    )
+    assert status == "finished:completed", output[-3000:]
+    facts = summary(out)
+    assert (facts["privacy"], facts["strategy"], facts["rounds_completed"]) == (
+        privacy,
+        strategy,
+        2,
+    )
+    assert facts["final_metric"] > least  # digits, 10 classes: chance is 0.1
+    _, meta = load_checkpoint(out / "checkpoint.npz")
+    assert sorted(meta["server_state"]) == ([] if strategy == "fedprox" else ["m_t", "v_t"])
+
+
 def test_an_he_run_that_aggregates_no_round_ends_failed_and_says_so(superlink, tmp_path):
     """Issue 12 finding 1: every update rejected used to end `finished:completed` with
     `rounds_completed: 1` and the untrained model named as the final one."""

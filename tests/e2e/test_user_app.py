@@ -127,7 +127,7 @@ def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeyp
     """`fl-app federation up --task mine` in the app's directory, then `flwr run .`: the FAB
     carries the task module to two TLS, node-authenticated SuperNodes holding its files."""
     from fl_app.config.task import data_spec
-    from fl_app.ops import federation as deploy
+    from fl_app.ops import local_deployment as deploy
     from fl_app.ops.apps import compose_for_app
     from fl_app.ops.flower import FlowerCLI
 

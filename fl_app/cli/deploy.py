@@ -31,7 +31,7 @@ def _export(args: argparse.Namespace) -> int:
 def _federation(args: argparse.Namespace) -> int:
     from fl_app.config.task import data_spec
     from fl_app.ml.data import PartitionSpec
-    from fl_app.ops import federation as deploy
+    from fl_app.ops import local_deployment as deploy
     from fl_app.ops.apps import compose_for_app
 
     if args.action == "down":
