@@ -22,7 +22,7 @@ def make_client_app(search_path: Path | None = None) -> ClientApp:
     def node_client(context: Context) -> Client:  # Flower wants exactly (context)
         quiet.setup(config_for(run_key(context.run_config), search_path).log_level,
                     tensorflow=True)  # fmt: skip
-        from fl_app.fl.clients import client_fn  # imports TensorFlow: after quiet.setup
+        from fl_app.fl.client_fn import client_fn  # imports TensorFlow: after quiet.setup
 
         return client_fn(context, search_path)
 

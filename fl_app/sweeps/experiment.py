@@ -85,12 +85,10 @@ def run_config_for(cfg: DictConfig, task_overrides: list[str], run_dir: Path) ->
     for override in rest:
         if "'" in override:
             raise ConfigError(f"override {override!r} is invalid: single quotes cannot be passed")
-    values: dict[str, Any] = {
-        "privacy": cfg.privacy.name,
-        "strategy": cfg.strategy.name,
-        "num-server-rounds": cfg.num_rounds,
-        "output-dir": run_dir,
-    }
+    values = {}
+    for rc_key, key in RUN_CONFIG_KEYS.items():  # a group's value is its option's name
+        value = run_dir if key == "output_dir" else OmegaConf.select(cfg, key)
+        values[rc_key] = value.name if isinstance(value, DictConfig) else value
     dedicated = " ".join(
         f"{key}={value}" if isinstance(value, int) else f"{key}='{value}'"
         for key, value in values.items()

@@ -79,7 +79,9 @@ def test_heterogeneity_sweeps_alpha_under_dirichlet():
 
 
 def test_run_config_carries_everything_but_the_dedicated_keys(tmp_path):
-    cfg = compose_config(["privacy=none", "strategy=fedprox", "num_rounds=4"])
+    cfg = OmegaConf.structured(
+        compose_config(["privacy=none", "strategy=fedprox", "num_rounds=4"])
+    )  # as Hydra gives it
     text = run_config_for(
         cfg, ["privacy=none", "strategy=fedprox", "num_rounds=4", "+setup=none",
               "task=breast_cancer", "quiet=true", "hydra.verbose=true"], tmp_path,

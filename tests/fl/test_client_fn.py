@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fl_app.config import compose
-from fl_app.fl import clients
+from fl_app.fl import client_fn as clients
 from fl_app.fl.factory import new_model, node_data
 from fl_app.ml.models import reset_optimizer, train, weights_of
 
