@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flwr.common import ndarrays_to_parameters
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.strategy import FedAvg, Strategy
 
@@ -47,6 +47,8 @@ def federated(
     on_round_end: Callable | None = None,
     algorithm: Strategy | None = None,
     min_fit_clients: int = 2,
+    evaluation: Any = None,
+    round_offset: int = 0,
     **fedavg: Any,
 ) -> FederatedStrategy:
     """The strategy of a run in privacy `mode`, starting from `initial`."""
@@ -65,13 +67,10 @@ def federated(
         extra = {"keys": ServerKeys(public, preset, "test"), "layout": Layout.of(initial)}
     setup = ServerSetup(algorithm, parameters, False, history, counts, extra)
     return FederatedStrategy(
-        algorithm,
-        MODES[mode].aggregator(setup),
-        history=history,
-        counts=counts,
-        min_fit_clients=min_fit_clients,
-        on_round_end=on_round_end,
-    )
+        algorithm, MODES[mode].aggregator(setup), history=history, counts=counts,
+        min_fit_clients=min_fit_clients, on_round_end=on_round_end, evaluation=evaluation,
+        round_offset=round_offset,
+    )  # fmt: skip
 
 
 def configured_fit(strategy: FederatedStrategy, proxies: list, rnd: int = 1) -> list:
@@ -86,34 +85,8 @@ def configured_fit(strategy: FederatedStrategy, proxies: list, rnd: int = 1) -> 
 
 
 def plain_fedavg(
-    *,
-    history: RunHistory | None = None,
-    initial_parameters: Any = None,
-    example_counts: ExampleCounts | None = None,
-    on_round_end: Callable | None = None,
-    evaluation: Any = None,
-    round_offset: int = 0,
-    min_fit_clients: int = 2,
-    **fedavg: Any,
+    *, initial_parameters: Any = None, example_counts: ExampleCounts | None = None, **options
 ) -> FederatedStrategy:
     """privacy=none, strategy=fedavg, with Flower's FedAvg keyword arguments."""
-    history = history if history is not None else RunHistory()
-    algorithm = FedAvg(
-        initial_parameters=initial_parameters,
-        min_fit_clients=min_fit_clients,
-        fit_metrics_aggregation_fn=weighted_mean_metrics,
-        evaluate_metrics_aggregation_fn=weighted_mean_metrics,
-        **fedavg,
-    )
-    setup = ServerSetup(algorithm, initial_parameters, False, history, example_counts)
-    strategy = FederatedStrategy(
-        algorithm,
-        MODES["none"].aggregator(setup),
-        history=history,
-        counts=example_counts,
-        min_fit_clients=min_fit_clients,
-        on_round_end=on_round_end,
-        evaluation=evaluation,
-        round_offset=round_offset,
-    )
-    return strategy
+    initial = None if initial_parameters is None else parameters_to_ndarrays(initial_parameters)
+    return federated("none", initial=initial, counts=example_counts, **options)
