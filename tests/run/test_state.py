@@ -115,3 +115,43 @@ def test_a_simulated_resume_needs_the_same_data(tmp_path):
     RunState.fresh(tmp_path, saved, weights_of(new_model(cfg))).save(1, [np.zeros(1)], False)
     with pytest.raises(CheckpointError, match=r"data \(checkpoint: 'aaaa"):
         RunState.resume(tmp_path, run_identity(cfg, None, "b" * 64))
+
+
+def test_a_checkpoint_written_before_the_privacy_group_resumes_and_decrypts(tmp_path):
+    """Issue 24: `strategy` named the privacy mode and diabetes' model was `seed_mlp`.
+    Such a checkpoint still resumes under the same settings, and its encrypted global
+    model still decrypts to a Keras model."""
+    from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys, load_context
+    from fl_app.crypto.packing import Layout
+    from fl_app.crypto.payload import EncryptedSum, encrypt_update, to_arrays
+    from fl_app.crypto.presets import get_preset
+    from fl_app.ops.decrypt import decrypt_checkpoint
+
+    cfg = compose_config(["task=diabetes", "privacy=he"])
+    weights = weights_of(new_model(cfg))
+    today = run_identity(cfg, "f1ng3rpr1nt")
+    old = {k: v for k, v in today.items() if k != "privacy"}
+    old.update(strategy="he", model="seed_mlp")
+    generate_keys(tmp_path / "keys", "seeded")
+    preset = get_preset("seeded")
+    secret, public = (load_context(tmp_path / "keys" / n) for n in (SECRET_NAME, PUBLIC_NAME))
+    total = EncryptedSum(public, preset, Layout.of(weights))
+    total.add(total.check(encrypt_update(secret, preset, weights, 1.0)), 1.0)
+    meta = {"identity": old, "encrypted": True, "completed_rounds": 2, "history": {},
+            "wall_seconds": 1.0}  # fmt: skip
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir / "checkpoint.npz", to_arrays(total.result()), meta)
+
+    with pytest.raises(CheckpointError, match=r"model \(checkpoint: 'seed_mlp'"):
+        RunState.resume(run_dir, today)  # today's name for the model differs, and says so
+    resumed = RunState.resume(run_dir, {**today, "model": "seed_mlp"})
+    assert resumed.encrypted and resumed.completed_rounds == 2
+
+    line = decrypt_checkpoint(tmp_path / "keys" / SECRET_NAME, run_dir / "checkpoint.npz",
+                              tmp_path / "model.keras")  # fmt: skip
+    assert "diabetes/seed_mlp after round 2" in line
+    import keras
+
+    restored = keras.saving.load_model(tmp_path / "model.keras").get_weights()
+    for got, want in zip(restored, weights, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
