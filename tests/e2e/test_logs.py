@@ -1,13 +1,12 @@
-"""What a user sees: a real simulation's log, its TensorBoard events, its MLflow run (slow)."""
+"""What a user sees at log_level=debug: the frameworks' chatter, and an MLflow run (slow).
+The default log and its TensorBoard events: tests/e2e/test_simulation.py (the HE run)."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-from events import read_events
 
 from fl_app.ops.local_superlink import LocalSuperLink
 from fl_app.quiet import is_chatter
@@ -30,25 +29,6 @@ def run(link: LocalSuperLink, out: Path, privacy: str, rounds: int, extra: str =
 
 def rows(out: Path) -> dict[int, dict]:
     return {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
-
-
-def test_the_default_log_has_one_line_per_round_and_no_framework_chatter(superlink, tmp_path):
-    out = tmp_path / "he"
-    output = run(superlink, out, "he", 2)
-    assert not [line for line in output.splitlines() if is_chatter(line)]
-    assert "Tip: In future versions of Ray" not in output
-    assert not [stage for stage in FLOWER_STAGES if stage in output]
-    lines = re.findall(r"round (\d)/2 · 3/3 clients · train accuracy .* · (\d+\.\d) s", output)
-    assert [rnd for rnd, _ in lines] == ["1", "2"]
-    accuracy = rows(out)[2]["eval_accuracy"]
-    assert f"eval accuracy {accuracy:.3f} · up " in output
-    assert "Run finished: 2 of 2 round(s) aggregated" in output
-    secret, checkpoint = out / "keys" / "secret.ctx", out / "checkpoint.npz"
-    assert f"fl-app decrypt --secret {secret} --checkpoint {checkpoint} --out model.keras" in output
-
-    events = read_events(out / "tensorboard")
-    for key, tag in (("eval_accuracy", "eval/accuracy"), ("bytes_up", "bytes/bytes_up")):
-        assert events[tag] == pytest.approx({r: rows(out)[r][key] for r in (1, 2)}, rel=1e-6)
 
 
 def test_debug_brings_the_chatter_back_and_mlflow_logs_the_run(superlink, tmp_path):
