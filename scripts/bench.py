@@ -8,11 +8,12 @@ interleaved when repeated, and the median is reported.
 
 Columns:
 - FL-loop time: sum of the round times the ServerApp measured (configure, client work,
-  aggregation, evaluation), and its ratio to fedavg and to the *reference*: the same
-  FedAvg as a plain single-process Keras loop (scripts/bench_reference.py: same model,
-  data, partitions, epochs, batch size, seeds, per-round evaluation), run first in the
-  same invocation; also rounds 2..R alone, as round 1 is mostly the simulation starting
-  its workers (the same work in every mode);
+  aggregation, evaluation), and its ratio to fedavg and to the *lean reference*: the same
+  FedAvg as a plain single-process loop with only Keras and NumPy inside it
+  (scripts/bench_reference.py: `keras.Model.fit` / `evaluate` on NumPy arrays, same model,
+  data, partitions, epochs, batch size and per-round federated evaluation), run first in
+  the same invocation; also rounds 2..R alone, as round 1 is mostly the simulation
+  starting its workers (the same work in every mode);
 - per client-round: training time and HE time (decrypt + encrypt) as clients report
   them, and the round's wall time divided by its clients (everything included);
 - upload: bytes one client sends the server per round, counted on the wire (every
@@ -25,8 +26,10 @@ Columns:
   ServerApp, Ray and its ClientApp workers; shared pages counted once), sampled twice a
   second.
 
-`--scale` adds two HE runs, each with its own single-process reference: 100 simulated
-clients x 5 rounds, and a ~1M-parameter model (`task.model=wide_mlp`).
+`--scale` adds two HE runs, each with its own lean reference: 100 simulated clients x 5
+rounds, and a ~1M-parameter model (`task.model=wide_mlp`). `--thousand` adds HE runs on
+`task=synthetic` at 100 and 1,000 clients (with lean references where every client
+trains), 100 of 1,000 per round, and DP-FedAvg over 1,000.
 
     python scripts/bench.py --out bench.json            # the mode table
     python scripts/bench.py --scale --out bench.json    # plus the scale runs
@@ -150,7 +153,7 @@ def mode_table(results: dict[str, dict], reference: dict) -> list[str]:
         "| upload/client/round | upload vs fedavg | download/client/round | download vs fedavg "
         "| final accuracy | peak memory MB | epsilon |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| reference (1 process) | {reference['loop_seconds']:.1f} | - | 1.00x "
+        f"| lean reference (Keras only) | {reference['loop_seconds']:.1f} | - | 1.00x "
         f"| {reference['round_seconds'][0]:.1f} | 1.00x | - | - | - | - "
         f"| {reference['final_accuracy']:.4f} | - | - |",
     ]
@@ -172,13 +175,12 @@ def mode_table(results: dict[str, dict], reference: dict) -> list[str]:
 
 def client_round_table(results: dict[str, dict], reference: dict) -> list[str]:
     """Seconds per client-round, rounds 2..R: what clients report and the wall share."""
-    later_rounds = max(1, len(reference["round_seconds"]) - 1)
-    wall = reference["after_round1_seconds"] / later_rounds / reference["clients"]
+    wall = per_client_round(reference, reference["clients"])
     lines = [
         "| mode | training s | HE s (decrypt + encrypt) | wall s per client-round |",
         "|---|---|---|---|",
-        f"| reference (1 process) | {reference['train_seconds_per_client_round']:.3f} | - "
-        f"| {wall:.3f} |",
+        f"| lean reference (Keras only) | {reference['train_seconds_per_client_round']:.3f} "
+        f"| - | {wall:.3f} |",
     ]
     for mode, r in results.items():
         lines.append(
@@ -191,50 +193,72 @@ def client_round_table(results: dict[str, dict], reference: dict) -> list[str]:
 
 def scale_table(results: dict[str, dict]) -> list[str]:
     lines = [
-        "| run | params | clients x rounds | FL-loop s | reference s | vs reference "
-        "| upload/client/round | download/client/round | final accuracy | peak memory MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | params | clients x rounds | FL-loop s | lean reference s | vs reference "
+        "| rounds 2..R vs reference | upload/client/round | download/client/round "
+        "| final accuracy | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['model_params']:,} | {r['clients']} x {r['rounds']} "
             f"| {r['loop_seconds']:.1f} | {r['reference_loop_seconds']:.1f} "
             f"| {r['loop_seconds'] / r['reference_loop_seconds']:.2f}x "
+            f"| {r['after_round1_seconds'] / r['reference_after_round1_seconds']:.2f}x "
             f"| {r['upload_per_client_round']:,.0f} | {r['download_per_client_round']:,.0f} "
             f"| {r['final_accuracy']:.4f} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
         )
     return lines
 
 
-# name -> Hydra overrides of the 1,000-client runs (HE, task=synthetic, 3 rounds)
+# name -> (clients, Hydra overrides) of the scale runs on task=synthetic (HE, 3 rounds)
 THOUSAND = {
-    "all 1,000 per round": "strategy.fraction_fit=1.0",
-    "100 of 1,000 per round": "strategy.fraction_fit=0.1 strategy.fraction_evaluate=0.1",
-    "all 1,000, DP-FedAvg": "strategy.fraction_fit=1.0 dp.enabled=true dp.noise_multiplier=1.2",
+    "100, all per round": (100, "strategy.fraction_fit=1.0"),
+    "1,000, all per round": (1000, "strategy.fraction_fit=1.0"),
+    "100 of 1,000 per round": (1000, "strategy.fraction_fit=0.1 strategy.fraction_evaluate=0.1"),
+    "1,000, DP-FedAvg": (1000, "strategy.fraction_fit=1.0 dp.enabled=true dp.noise_multiplier=1.2"),
 }
 
 
 def thousand_clients(link: LocalSuperLink, tmp: Path, seed: int) -> dict:
-    """1,000 simulated clients x 3 rounds under HE: time, peak memory, accuracy, epsilon."""
+    """task=synthetic under HE, 3 rounds, at 100 and 1,000 clients; the lean reference
+    beside the runs that train every client."""
     results = {}
-    for index, (name, extra) in enumerate(THOUSAND.items()):
+    for index, (name, (clients, extra)) in enumerate(THOUSAND.items()):
         overrides = f"task=synthetic seed={seed} {extra}"
-        result = run_once(link, tmp / f"thousand_{index}", "he_seeded", overrides, 1000, 3)
+        result = run_once(link, tmp / f"thousand_{index}", "he_seeded", overrides, clients, 3)
+        result["clients"] = clients
+        if "all per round" in name:
+            result["reference"] = reference_rounds(overrides.split(), clients, 3)
         results[name] = result
         print(f"{name}: {result['loop_seconds']:.0f}s", flush=True)
     return results
 
 
+def per_client_round(r: dict, clients: int) -> float:
+    """Wall seconds per client-round over rounds 2..R of the lean reference `r`."""
+    return r["after_round1_seconds"] / max(1, len(r["round_seconds"]) - 1) / clients
+
+
 def thousand_table(results: dict[str, dict]) -> list[str]:
     lines = [
-        "| 1,000 clients x 3 rounds, HE seeded, task=synthetic | FL-loop s | round 1 s "
-        "| final accuracy | epsilon | peak memory MB |",
-        "|---|---|---|---|---|---|",
+        "| task=synthetic, 3 rounds, HE seeded | FL-loop s | lean reference s | vs reference "
+        "| round 1 s | wall s per client-round (reference) | training s per client-round "
+        "(reference) | final accuracy | epsilon | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         eps = f"{r['epsilon']:.2f}" if r.get("epsilon") is not None else "-"
+        ref = r.get("reference")
+        versus = (
+            (f"{ref['loop_seconds']:.1f}", f"{r['loop_seconds'] / ref['loop_seconds']:.2f}x",
+             f" ({per_client_round(ref, r['clients']):.3f})",
+             f" ({ref['train_seconds_per_client_round']:.3f})")
+            if ref else ("-", "-", "", "")
+        )  # fmt: skip
         lines.append(
-            f"| {name} | {r['loop_seconds']:.1f} | {r['round_seconds'][0]:.1f} "
+            f"| {name} | {r['loop_seconds']:.1f} | {versus[0]} | {versus[1]} "
+            f"| {r['round_seconds'][0]:.1f} | {r['wall_seconds_per_client_round']:.3f}{versus[2]} "
+            f"| {r['train_seconds_per_client_round']:.3f}{versus[3]} "
             f"| {r['final_accuracy']:.4f} | {eps} | {r['peak_memory_bytes'] / 2**20:,.0f} |"
         )
     return lines
@@ -286,6 +310,7 @@ def main() -> None:
                     "clients": clients,
                     "rounds": rounds,
                     "reference_loop_seconds": plain["loop_seconds"],
+                    "reference_after_round1_seconds": plain["after_round1_seconds"],
                 }
                 print(f"{name}: done", flush=True)
 
@@ -303,7 +328,14 @@ def main() -> None:
     if report["scale"]:
         lines += ["", *scale_table(report["scale"])]
     if report.get("thousand"):
-        lines += ["", *thousand_table(report["thousand"])]
+        thousand = report["thousand"]
+        flat = (
+            thousand["1,000, all per round"]["wall_seconds_per_client_round"]
+            / thousand["100, all per round"]["wall_seconds_per_client_round"]
+        )
+        report["thousand_vs_hundred_per_client_round"] = flat
+        lines += ["", *thousand_table(thousand), "",
+                  f"wall per client-round, 1,000 / 100 clients: {flat:.2f}x"]  # fmt: skip
     print("\n".join(lines))
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

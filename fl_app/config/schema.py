@@ -93,8 +93,10 @@ class StrategyConfig:
     evaluate_every: int = ranged(
         1, low=1
     )  # federated evaluation every k rounds; the last round always evaluates
-    evaluate_with_fit: bool = False  # clients evaluate the model they receive for fit first:
-    # round r's evaluation arrives with round r+1's fit, one message per round, not two
+    # clients evaluate the model they receive for fit first: round r's evaluation arrives
+    # with round r+1's fit, one message per round, not two; null = whenever the same share
+    # of clients is sampled for both (fraction_evaluate == fraction_fit), false otherwise
+    evaluate_with_fit: bool | None = None
 
 
 @dataclass

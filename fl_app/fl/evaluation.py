@@ -10,6 +10,7 @@ from typing import Any
 from flwr.common import FitRes, Scalar
 from flwr.server.client_proxy import ClientProxy
 
+from fl_app.config.schema import StrategyConfig
 from fl_app.fl.protocol import PRIOR_EXAMPLES, PRIOR_PREFIX
 from fl_app.fl.results import split_metrics, weighted_mean_metrics
 
@@ -21,6 +22,15 @@ class EvaluationPlan:
     every: int = 1
     with_fit: bool = False
     num_rounds: int = 0  # the run's last round always evaluates (0: unknown)
+
+    @classmethod
+    def of(cls, strategy: StrategyConfig, num_rounds: int) -> EvaluationPlan:
+        """The plan of the `strategy` group; evaluate_with_fit=null is true when fit and
+        evaluation sample the same share of clients (then they are the same clients)."""
+        with_fit = strategy.evaluate_with_fit
+        if with_fit is None:
+            with_fit = strategy.fraction_evaluate == strategy.fraction_fit
+        return cls(strategy.evaluate_every, with_fit, num_rounds)
 
     def evaluates(self, rnd: int) -> bool:
         """Round `rnd`'s global model is evaluated."""

@@ -216,9 +216,7 @@ def build_strategy(
         history=state.history,
         counts=counts,
         min_fit_clients=cfg.strategy.min_fit_clients,
-        evaluation=EvaluationPlan(
-            cfg.strategy.evaluate_every, cfg.strategy.evaluate_with_fit, cfg.num_rounds
-        ),
+        evaluation=EvaluationPlan.of(cfg.strategy, cfg.num_rounds),
         round_offset=state.completed_rounds,
         on_round_end=lambda rnd, parameters, encrypted: state.save(
             rnd, parameters_to_ndarrays(parameters), encrypted, server_state_of(algorithm)

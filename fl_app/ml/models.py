@@ -4,6 +4,8 @@ evaluation."""
 
 from __future__ import annotations
 
+import functools
+import math
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from fl_app.ml.architectures import BUILTIN_MODELS
 from fl_app.ml.checks import TaskError, check_builder_arguments
@@ -18,7 +21,7 @@ from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
 from fl_app.ml.proximal import proximal_for
-from fl_app.ml.seeding import initializer_seeds_from
+from fl_app.ml.seeding import initializer_seeds_from, reseed_layers
 from fl_app.ml.sources import resolve
 from fl_app.ml.targets import ONE_HOT_LOSSES, one_hot
 
@@ -173,23 +176,50 @@ def train(
 ) -> dict[str, float]:
     """Train in place; return the last epoch's loss and metrics as `train_<name>`.
 
+    `seed` decides everything random in the call, and nothing else does: each epoch's
+    order of the examples and the state of the model's random layers (dropout, noise,
+    augmentation), both drawn from one NumPy generator. Global seeds are not touched:
+    `keras.utils.set_random_seed` clears TensorFlow's kernel cache, which cost every fit
+    of the digits CNN about 90 ms (docs/benchmarks.md).
+
     With `proximal_mu` > 0 (FedProx), the loss minimised is the compiled one plus
     (mu / 2) * ||w - w_start||^2 over the trainable weights; the loss reported is the
     compiled one.
     """
-    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    reseed_layers(net, rng)
     y = targets_of(net, data)
+    orders = [rng.permutation(len(y)) for _ in range(epochs)]
     if proximal_mu > 0:
-        return proximal_for(net).fit(data.x, y, proximal_mu, epochs=epochs, batch_size=batch_size)
-    history = net.fit(data.x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+        return proximal_for(net).fit(data.x, y, proximal_mu, orders=orders, batch_size=batch_size)
+    history = net.fit(
+        epoch_batches(data.x, y, orders, batch_size),
+        epochs=epochs,
+        steps_per_epoch=math.ceil(len(y) / batch_size),
+        shuffle=False,  # the orders are in the batches
+        verbose=0,
+    )
     return {f"train_{name}": float(values[-1]) for name, values in history.history.items()}
+
+
+def epoch_batches(
+    x: Features, y: np.ndarray, orders: list[np.ndarray], batch_size: int
+) -> tf.data.Dataset:
+    """The batches of every epoch in turn, epoch k's examples in `orders[k]`, as one
+    dataset (fit with `steps_per_epoch` reads on across epochs). Keras' own array path
+    builds an index-shuffling pipeline each call and costs more than the training of a
+    small holder (docs/benchmarks.md)."""
+    epochs = [
+        tf.data.Dataset.from_tensor_slices((take(x, order), y[order])).batch(batch_size)
+        for order in orders
+    ]
+    return functools.reduce(tf.data.Dataset.concatenate, epochs)
 
 
 def evaluate(net: keras.Model, data: Split, *, batch_size: int) -> dict[str, float]:
     """Loss and every compiled metric of `net` on `data`, by name."""
-    results = net.evaluate(
-        data.x, targets_of(net, data), batch_size=batch_size, verbose=0, return_dict=True
-    )
+    batches = tf.data.Dataset.from_tensor_slices((data.x, targets_of(net, data)))
+    results = net.evaluate(batches.batch(batch_size), verbose=0, return_dict=True)
     return {name: float(value) for name, value in results.items()}
 
 

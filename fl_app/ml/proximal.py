@@ -39,17 +39,16 @@ class Proximal:
         return loss
 
     def fit(
-        self, x: Any, y: np.ndarray, mu: float, *, epochs: int, batch_size: int
+        self, x: Any, y: np.ndarray, mu: float, *, orders: list[np.ndarray], batch_size: int
     ) -> dict[str, float]:
-        """`epochs` shuffled passes (the NumPy generator Keras' seed set); the last one's
-        mean loss and metrics as `train_<name>`."""
+        """One pass per order in `orders` (each a permutation of the examples); the last
+        pass's mean loss and metrics as `train_<name>`."""
         self._mu.assign(mu)
         for anchor, variable in zip(self._anchor, self.net.trainable_variables, strict=True):
             anchor.assign(variable)
         n = len(y)
         losses: list[float] = []
-        for _ in range(epochs):
-            order = np.random.permutation(n)
+        for order in orders:
             self.net.reset_metrics()
             losses = []
             for start in range(0, n, batch_size):

@@ -9,7 +9,7 @@ The whole round record goes to DEBUG (`log_level=debug`), and to the trackers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,24 @@ def _latest(history: RunHistory, rnd: int, key: str) -> tuple[int, Any] | None:
     return None
 
 
-def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
-    """One readable line for round `rnd`: clients, the primary metric, upload, time."""
+def evaluations_for_line(
+    history: RunHistory, rnd: int, key: str, shown: Collection[int] = ()
+) -> list[tuple[int, Any]]:
+    """(round, value) of the evaluations line `rnd` gives: those of rounds rnd - 1 (it
+    arrives with round rnd's fit under strategy.evaluate_with_fit) and rnd that no line
+    has shown yet, else the latest one (a round that evaluates only every k rounds)."""
+    new = [
+        (of, value)
+        for of in (rnd - 1, rnd)
+        if of not in shown and (value := history.row(of).get(key)) is not None
+    ]
+    latest = _latest(history, rnd, key)
+    return new or ([latest] if latest is not None else [])
+
+
+def round_line(history: RunHistory, rnd: int, facts: RunFacts, shown: Collection[int] = ()) -> str:
+    """One readable line for round `rnd`: clients, the primary metric, upload, time;
+    `shown`: the rounds whose evaluation an earlier line gave."""
     row, primary = history.row(rnd), facts.primary
     clients = f"{row.get('fit_clients', 0)}/{row.get('fit_sampled', 0)} clients"
     if row.get("fit_failures"):
@@ -66,9 +82,9 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts) -> str:
         parts.append("not aggregated: previous model kept")
     if row.get(f"train_{primary}") is not None:
         parts.append(f"train {primary} {number(row[f'train_{primary}'])}")
-    if (evaluated := _latest(history, rnd, f"eval_{primary}")) is not None:
-        of, value = evaluated
-        parts.append(f"eval {primary} {number(value)}" + (f" (round {of})" if of != rnd else ""))
+    if evaluated := evaluations_for_line(history, rnd, f"eval_{primary}", shown):
+        values = [number(v) + (f" (round {of})" if of != rnd else "") for of, v in evaluated]
+        parts.append(f"eval {primary} " + ", ".join(values))
     if row.get(f"centralized_{primary}") is not None:
         parts.append(f"server {primary} {number(row[f'centralized_{primary}'])}")
     dropped = [*row.get("fit_dropped", []), *row.get("evaluate_dropped", [])]
@@ -138,9 +154,12 @@ class RunReport:
     facts: RunFacts
     sinks: list[RoundSink] = field(default_factory=list)
     _sent: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _shown: set[int] = field(default_factory=set)  # rounds whose evaluation a line gave
 
     def round_complete(self, rnd: int) -> None:
-        logger.info("%s", round_line(self.history, rnd, self.facts))
+        logger.info("%s", round_line(self.history, rnd, self.facts, self._shown))
+        key = f"eval_{self.facts.primary}"
+        self._shown.update(of for of, _ in evaluations_for_line(self.history, rnd, key))
         logger.debug("round %d record: %s", rnd, self.history.row(rnd))
         self.flush(upto=rnd)
 

@@ -48,6 +48,33 @@ def test_an_evaluation_of_an_earlier_round_is_labelled_and_epsilon_shown():
     assert "server accuracy 0.700" in line and "ε 6.91" in line
 
 
+def lines_of(report: RunReport, caplog, rounds: list[dict]) -> list[str]:
+    with caplog.at_level(logging.INFO, logger="fl_app"):
+        for rnd, values in enumerate(rounds, start=1):
+            for of, value in values.items():
+                report.history.record(of, eval_accuracy=value)
+            report.history.record(rnd, fit_sampled=2, fit_clients=2, round_seconds=1.0)
+            report.round_complete(rnd)
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("round ")]
+
+
+def test_every_evaluation_is_in_one_line_when_it_arrives_with_the_next_fit(caplog):
+    """evaluate_with_fit (the default): round r's evaluation arrives in round r+1; the
+    last round evaluates separately, so its line gives two."""
+    report = RunReport(RunHistory(), FACTS)
+    lines = lines_of(report, caplog, [{}, {1: 0.5}, {2: 0.6, 3: 0.7}])
+    assert "eval" not in lines[0]
+    assert "eval accuracy 0.500 (round 1) ·" in lines[1]
+    assert "eval accuracy 0.600 (round 2), 0.700 ·" in lines[2]
+
+
+def test_separate_evaluations_are_each_in_their_own_rounds_line_once(caplog):
+    report = RunReport(RunHistory(), FACTS)
+    lines = lines_of(report, caplog, [{1: 0.5}, {2: 0.6}, {3: 0.7}])
+    assert ["eval accuracy 0.500 ·" in lines[0], "eval accuracy 0.600 ·" in lines[1],
+            "eval accuracy 0.700 ·" in lines[2]] == [True, True, True]  # fmt: skip
+
+
 def test_the_primary_metric_of_a_regression_task():
     h = history(r1=dict(fit_sampled=2, fit_clients=2, train_mae=41.5, eval_mae=44.25))
     line = round_line(h, 1, RunFacts(num_rounds=1, primary="mae"))
