@@ -14,6 +14,7 @@ from flwr.client import Client, ClientApp
 from fl_app import quiet
 from fl_app.config.compose import config_for, run_key
 from fl_app.fl.mods import secaggplus_when_asked
+from fl_app.threads import one_blas_thread
 
 
 def make_client_app(search_path: Path | None = None) -> ClientApp:
@@ -22,6 +23,7 @@ def make_client_app(search_path: Path | None = None) -> ClientApp:
     def node_client(context: Context) -> Client:  # Flower wants exactly (context)
         quiet.setup(config_for(run_key(context.run_config), search_path).log_level,
                     tensorflow=True)  # fmt: skip
+        one_blas_thread()
         from fl_app.fl.client_fn import client_fn  # imports TensorFlow: after quiet.setup
 
         return client_fn(context, search_path)

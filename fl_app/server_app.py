@@ -14,6 +14,7 @@ from fl_app import quiet
 from fl_app.config import ConfigError, load_config
 from fl_app.config.compose import shadowed
 from fl_app.fl.failures import KNOWN, fail, report_failures_in_one_line
+from fl_app.threads import one_blas_thread
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def main(grid: Grid, context: Context, search_path: Path | None = None) -> None:
     `<output_root>/failed/run<id>.log`.
     """
     quiet.setup("info")  # before Ray's actors start (simulation); the config may say debug
+    one_blas_thread()
     report_failures_in_one_line("info")
     try:
         cfg = load_config(context.run_config, search_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -176,16 +177,20 @@ def train(
 ) -> dict[str, float]:
     """Train in place; return the last epoch's loss and metrics as `train_<name>`.
 
-    `seed` decides everything random in the call, and nothing else does: each epoch's
-    order of the examples and the state of the model's random layers (dropout, noise,
-    augmentation), both drawn from one NumPy generator. Global seeds are not touched:
-    `keras.utils.set_random_seed` clears TensorFlow's kernel cache, which cost every fit
-    of the digits CNN about 90 ms (docs/benchmarks.md).
+    `seed` decides everything random in the call: each epoch's order of the examples and
+    the state of the model's random layers (dropout, noise, augmentation), both drawn
+    from one NumPy generator; and NumPy's and Python's global generators are seeded with
+    it too, as `keras.utils.set_random_seed` did, for code that draws from them after
+    training (SecAgg+'s stochastic rounding of the update, a user's callback).
+    TensorFlow's global seed is not reset: that clears its kernel cache, which cost
+    every fit of the digits CNN about 90 ms (docs/benchmarks.md).
 
     With `proximal_mu` > 0 (FedProx), the loss minimised is the compiled one plus
     (mu / 2) * ||w - w_start||^2 over the trainable weights; the loss reported is the
     compiled one.
     """
+    random.seed(seed)
+    np.random.seed(seed)
     rng = np.random.default_rng(seed)
     reseed_layers(net, rng)
     y = targets_of(net, data)
