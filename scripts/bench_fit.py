@@ -78,8 +78,9 @@ def main() -> None:
         base = medians["keras fit" if "fit" in name or "train" in name else "keras evaluate"]
         lines.append(f"| {name} | {value * 1000:.0f} | {value / base:.2f}x |")
     print("\n".join(lines))
-    args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)},
-                                    "seconds": seconds, "median": medians}, indent=2) + "\n")  # fmt: skip
+    report = {"settings": vars(args) | {"out": str(args.out)}, "seconds": seconds,
+              "median": medians}  # fmt: skip
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
