@@ -7,12 +7,14 @@ smallest step that is DP-SGD (Abadi et al., 2016), the accounting left to dp-acc
 - batches are Poisson samples: each record joins a step with probability q =
   batch_size / n, independently (the sampling the accountant assumes), drawn from OS
   entropy; an epoch is round(n / batch_size) steps;
-- per-example gradients of the compiled loss come from one vectorised Jacobian
-  (`GradientTape.jacobian` with pfor), not a loop over examples;
-- each is clipped to L2 norm <= clip_norm over all variables together, the clipped
-  ones are summed, Gaussian noise of std noise_multiplier * clip_norm (OS entropy) is
-  added to every coordinate, and the sum is divided by the expected batch size q * n;
-  the model's optimizer applies it.
+- each example's gradient is clipped to L2 norm <= clip_norm over all variables
+  together, the clipped ones are summed, Gaussian noise of std noise_multiplier *
+  clip_norm (OS entropy) is added to every coordinate, and the sum is divided by the
+  expected batch size q * n; the model's optimizer applies it.
+
+Norms and clipped sum come per layer where a layer allows it, and from a per-example
+Jacobian for every other variable (`fl_app.ml.per_example`; `DPSGD(net,
+per_layer=False)` takes the Jacobian for every variable).
 
 Models that DP-SGD cannot bound are refused before they train: a layer that mixes the
 examples of a batch (BatchNormalization's batch statistics, at any depth: in a nested
@@ -36,6 +38,14 @@ import tensorflow as tf
 from fl_app.ml.data import Split
 from fl_app.ml.features import num_rows, take
 from fl_app.ml.models import targets_of
+from fl_app.ml.per_example import (
+    gradient_parts,
+    has_layer_norms,
+    jacobian,
+    per_example_loss,
+    recording,
+    tied_layers,
+)
 from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
 
 
@@ -63,28 +73,19 @@ def sampling_rate(num_records: int, batch_size: int) -> float:
     return min(1.0, batch_size / num_records)
 
 
-def per_example_loss(net: keras.Model):
-    """The compiled loss, one value per example."""
-    loss = net.loss
-    if isinstance(loss, str):
-        return keras.losses.get(loss)
-    if isinstance(loss, keras.losses.Loss):
-        return type(loss).from_config({**loss.get_config(), "reduction": None})
-    if callable(loss):
-        return loss
-    raise ValueError(f"the model's loss {loss!r} cannot be evaluated per example")
-
-
 class DPSGD:
     """Trains `net` with DP-SGD; `train` returns the number of noisy steps it took.
 
     One per model (`dpsgd_for`): its traced step is reused, the bound and the noise are
-    variables of it, so a new setting does not retrace.
+    variables of it, so a new setting does not retrace. With `per_layer=False` every
+    variable's per-example gradient comes from the Jacobian (the reference path).
     """
 
-    def __init__(self, net: keras.Model) -> None:
+    def __init__(self, net: keras.Model, *, per_layer: bool = True) -> None:
         refuse_batch_mixing(net)
         self.net = net
+        layers = net._flatten_layers(include_self=False, recursive=True)
+        self._plan([layer for layer in layers if per_layer and has_layer_norms(layer)])
         self._clip_norm = tf.Variable(1.0, trainable=False, dtype=tf.float32)
         self._noise_std = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self._loss = per_example_loss(net)
@@ -94,26 +95,48 @@ class DPSGD:
         self._anchor = [
             tf.Variable(v, trainable=False, name="proximal_anchor") for v in net.trainable_variables
         ]
+        self._apply = tf.function(self._apply_py, reduce_retracing=True)
+        self._checked = False
+
+    def _plan(self, per_layer: list[keras.layers.Layer]) -> None:
+        """`per_layer` give their norms per layer, every other variable the Jacobian; the
+        steps that depend on it are traced anew."""
+        self._per_layer = per_layer
+        covered = {id(v) for layer in per_layer for v in layer.trainable_weights}
+        self._fallback = [v for v in self.net.trainable_variables if id(v) not in covered]
         self._clipped_sum = tf.function(self._clipped_sum_py, reduce_retracing=True)
         self._step = tf.function(self._step_py, reduce_retracing=True)
-        self._apply = tf.function(self._apply_py, reduce_retracing=True)
-        self._state_checked = False
+
+    def _check(self, x: Any, y: Any) -> None:
+        """Once, before the first noisy step: refuse untrained state, and give the Jacobian
+        to a layer whose weights are used outside its own calls (its norm would be short)."""
+        refuse_untrained_state(self.net, x)
+        tied = tied_layers(self._per_layer, lambda: self._example_losses(x, y))
+        if tied:
+            self._plan([layer for layer in self._per_layer if layer not in tied])
+        self._checked = True
+
+    def _example_losses(self, x: Any, y: Any) -> tf.Tensor:
+        """[batch]: each example's loss (a mean over its other axes, as Keras weighs them)."""
+        losses = self._loss(y, self.net(x, training=True))
+        return tf.reduce_mean(tf.reshape(losses, [tf.shape(losses)[0], -1]), axis=1)
 
     def per_example_gradients(self, x: Any, y: Any) -> list[tf.Tensor]:
-        """[batch, *variable shape] for every trainable variable."""
+        """[batch, *variable shape] for every trainable variable (the Jacobian)."""
         with tf.GradientTape() as tape:
-            losses = self._loss(y, self.net(x, training=True))
-        return tape.jacobian(
-            losses, self.net.trainable_variables, experimental_use_pfor=True,
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )  # fmt: skip
+            losses = self._example_losses(x, y)
+        return jacobian(tape, losses, self.net.trainable_variables)
 
     def _clipped_sum_py(self, x: Any, y: Any, mask: tf.Tensor) -> list[tf.Tensor]:
-        grads = self.per_example_gradients(x, y)
-        squares = [tf.reshape(tf.square(g), [tf.shape(g)[0], -1]) for g in grads]
-        norms = tf.sqrt(tf.add_n([tf.reduce_sum(s, axis=1) for s in squares]))
+        persistent = bool(self._per_layer and self._fallback)
+        with tf.GradientTape(persistent=persistent) as tape, recording(self._per_layer) as taps:
+            losses = self._example_losses(x, y)
+            total = tf.reduce_sum(losses)
+        parts = gradient_parts(tape, losses, total, taps, self._fallback)
+        norms = tf.sqrt(tf.maximum(tf.add_n([squares for squares, _ in parts]), 0.0))
         scale = mask * tf.minimum(1.0, self._clip_norm / tf.maximum(norms, 1e-12))
-        return [tf.tensordot(scale, g, axes=1) for g in grads]
+        summed = {key: s for _, scaled_sum in parts for key, s in scaled_sum(scale).items()}
+        return [summed.get(id(v), tf.zeros(v.shape, v.dtype)) for v in self.net.trainable_variables]
 
     def noisy_mean(self, summed: list[tf.Tensor], expected_batch: float) -> list[tf.Tensor]:
         """Sum plus N(0, (noise_multiplier * clip_norm)^2) per coordinate, / batch."""
@@ -156,9 +179,8 @@ class DPSGD:
         for anchor, variable in zip(self._anchor, self.net.trainable_variables, strict=True):
             anchor.assign(variable)
         n = num_rows(x)
-        if not self._state_checked:  # before the first noisy step, on the holder's own data
-            refuse_untrained_state(self.net, take(x, slice(0, min(n, 8))))
-            self._state_checked = True
+        if not self._checked:  # before the first noisy step, on the holder's own data
+            self._check(take(x, slice(0, min(n, 8))), y[: min(n, 8)])
         q = sampling_rate(n, batch_size)
         capacity = capacity_for(batch_size)
         rng = np.random.default_rng()  # OS entropy: a known sample would weaken the bound
