@@ -11,14 +11,22 @@
 - warm-with-fit: as warm, every round evaluated inside the next round's fit
   (`strategy.evaluate_with_fit=true`): one message per round, the last round two.
 
+Each configuration runs with each SuperNode of `--supernodes`: `fl-app` (fl_app's default
+0.25 s idle wait between the SuperNode's pulls) and `flower` (the same SuperNode with
+`FL_APP_SUPERNODE_IDLE_SECONDS=3`, Flower 1.42's own fixed wait; fl_app.ops.supernode).
+
 For each: start a local TLS + node-auth federation (`fl_app.ops.local_deployment.up`), run HE
 training (the default preset), and compute the overhead of rounds 2..R = their wall
 time - the mean local training time - the mean local evaluation time of the
 evaluations performed in them (both reported by the clients; under evaluate_with_fit a
 round's evaluation is performed in the next round), per round. Round 1 also learns
-example counts and is left out. Prints a table and writes JSON:
+example counts and is left out. Also the pickup delay of every instruction message: from
+its creation (`created_at`, set by the ServerApp's push) to its delivery to a SuperNode
+(`delivered_at`), read from the SuperLink's database while the run goes (Flower deletes
+a message once its reply is read). Prints a table and writes JSON:
 
     python scripts/bench_deploy.py --nodes 2 --rounds 5 --out bench_deploy.json
+    python scripts/bench_deploy.py --modes warm warm-with-fit --supernodes flower fl-app
 """
 
 from __future__ import annotations
@@ -26,11 +34,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import tempfile
+import threading
+from datetime import datetime
 from pathlib import Path
 
 from fl_app.ops import local_deployment as deploy
+from fl_app.ops import supernode as fl_app_supernode
 from fl_app.ops.flower import FlowerCLI
 
 # name -> (warm ClientApps, extra Hydra overrides)
@@ -41,24 +53,67 @@ CONFIGS = {
     "warm-every2": (True, "strategy.evaluate_every=2"),
     "warm-with-fit": (True, "strategy.evaluate_with_fit=true"),
 }
+# SuperNode -> its idle wait between pulls that find nothing (None: fl_app's default)
+SUPERNODES = {"flower": str(fl_app_supernode.FLOWER_IDLE_SECONDS), "fl-app": None}
 
 
-def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
-    os.environ["FLWR_HOME"] = str(workdir / f"flwr_home_{mode}")
-    fed = workdir / f"fed_{mode}"
+class DeliveryLog(threading.Thread):
+    """Reads when each instruction message was created and delivered, every 0.1 s."""
+
+    QUERY = (
+        "SELECT message_id, message_type, created_at, delivered_at FROM message_ins "
+        "WHERE delivered_at != ''"
+    )
+
+    def __init__(self, database: Path) -> None:
+        super().__init__(daemon=True)
+        self.database, self.stop = database, threading.Event()
+        self.pickups: dict[str, tuple[str, float]] = {}  # id -> (type, seconds)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            try:
+                with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as db:
+                    rows = db.execute(self.QUERY).fetchall()
+            except sqlite3.Error:  # not created yet, or busy for a moment
+                continue
+            for message_id, kind, created, delivered in rows:
+                seconds = datetime.fromisoformat(delivered).timestamp() - created
+                self.pickups.setdefault(message_id, (kind, seconds))
+
+    def __enter__(self) -> DeliveryLog:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join()
+
+
+def measure(mode: str, supernode: str, nodes: int, rounds: int, workdir: Path) -> dict:
+    label = f"{mode}_{supernode}"
+    os.environ["FLWR_HOME"] = str(workdir / f"flwr_home_{label}")
+    idle = SUPERNODES[supernode]
+    if idle is None:
+        os.environ.pop(fl_app_supernode.IDLE_ENV, None)
+    else:
+        os.environ[fl_app_supernode.IDLE_ENV] = idle  # the SuperNodes inherit it
+    fed = workdir / f"fed_{label}"
     warm, extra = CONFIGS[mode]
     info = deploy.up(fed, num_nodes=nodes, task="digits", warm=warm)
-    out = workdir / f"run_{mode}"
+    out = workdir / f"run_{label}"
     try:
         overrides = (
             f"federation=deployment federation.num_supernodes={nodes} task=digits "
             f"he.public_context={info['public_context']} {extra}"
         )
-        result = FlowerCLI(dict(os.environ), deploy.CONNECTION).submit(
-            f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'", timeout=1800
-        )
+        with DeliveryLog(fed / "superlink.db") as deliveries:
+            result = FlowerCLI(dict(os.environ), deploy.CONNECTION).submit(
+                f"num-server-rounds={rounds} output-dir='{out}' overrides='{overrides}'",
+                timeout=1800,
+            )
         if result.status != "finished:completed":
-            raise RuntimeError(f"{mode} run ended {result.status}:\n{result.output[-2000:]}")
+            raise RuntimeError(f"{label} run ended {result.status}:\n{result.output[-2000:]}")
     finally:
         deploy.down(fed)
     rows = [row for row in json.loads((out / "metrics.json").read_text()) if row["round"] >= 1]
@@ -70,6 +125,8 @@ def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
     )
     return {
         "mode": mode,
+        "supernode": supernode,
+        "supernode_idle_seconds": float(idle or fl_app_supernode.IDLE_DEFAULT),
         "overrides": extra,
         "nodes": nodes,
         "rounds": [
@@ -79,6 +136,8 @@ def measure(mode: str, nodes: int, rounds: int, workdir: Path) -> dict:
         "evaluated_rounds": [r["round"] for r in rows if r.get("eval_seconds") is not None],
         "median_round_seconds": statistics.median(r["round_seconds"] for r in later),
         "mean_overhead_seconds": (sum(r["round_seconds"] for r in later) - busy) / len(later),
+        "pickup_seconds": sorted(seconds for _, seconds in deliveries.pickups.values()),
+        "pickup_types": sorted({kind for kind, _ in deliveries.pickups.values()}),
         "final_accuracy": json.loads((out / "summary.json").read_text())["final_accuracy"],
     }
 
@@ -93,23 +152,34 @@ def main() -> None:
         default=["warm-3s", "warm", "warm-every2", "warm-with-fit"],
         choices=list(CONFIGS),
     )
+    parser.add_argument(
+        "--supernodes", nargs="+", default=["fl-app"], choices=list(SUPERNODES),
+        help="flower: Flower's fixed 3 s idle wait; fl-app: fl_app's short one",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_deploy.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [measure(mode, args.nodes, args.rounds, Path(tmp)) for mode in args.modes]
+        results = [
+            measure(mode, node, args.nodes, args.rounds, Path(tmp))
+            for mode in args.modes
+            for node in args.supernodes
+        ]
     print(
         f"Deployment, {args.nodes} SuperNodes, HE (default preset), digits; "
         f"rounds 2..{args.rounds}:"
     )
     print(
-        "| configuration | rounds evaluated | round s (median) | overhead s per round "
-        "| final accuracy |"
+        "| configuration | SuperNode idle wait | rounds evaluated | round s (median) "
+        "| overhead s per round | pickup s (mean, max, messages) | final accuracy |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['mode']} | {', '.join(map(str, r['evaluated_rounds']))} | "
+            f"| {r['mode']} | {r['supernode']} ({r['supernode_idle_seconds']:g} s) | "
+            f"{', '.join(map(str, r['evaluated_rounds']))} | "
             f"{r['median_round_seconds']:.2f} | {r['mean_overhead_seconds']:.2f} | "
+            f"{statistics.mean(r['pickup_seconds'] or [float('nan')]):.2f}, "
+            f"{max(r['pickup_seconds'] or [float('nan')]):.2f}, {len(r['pickup_seconds'])} | "
             f"{r['final_accuracy']:.4f} |"
         )
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -181,15 +181,17 @@ def start_supernode(
 ) -> dict[str, int]:
     """Start one SuperNode that reads only its own data file and the HE secret context.
 
-    With `warm`, the SuperNode runs in `--isolation process` mode and a warm SuperExec
-    (`fl-app warm-superexec`) serves its ClientApp tasks; otherwise the SuperNode starts
-    a new process per task itself. Returns {process name: PID}.
+    The SuperNode is Flower's, run by `fl-app supernode` (fl_app.ops.supernode) so that
+    it waits 0.25 s, not 3 s, between pulls that find nothing. With `warm`, it runs in
+    `--isolation process` mode and a warm SuperExec (`fl-app warm-superexec`) serves its
+    ClientApp tasks; otherwise the SuperNode starts a new process per task itself.
+    Returns {process name: PID}.
     """
     name = name or f"supernode{index}"
     runtime_port = free_port()
     node_config = f'{NODE_DATA_KEY}="{data_file}" {NODE_SECRET_KEY}="{where.he / SECRET_NAME}"'
     command = [
-        flower_bin("flower-supernode"),
+        flower_bin("fl-app"), "supernode",
         "--superlink", f"127.0.0.1:{port}",
         "--root-certificates", str(ca_cert),
         "--auth-supernode-private-key", str(private_key),
