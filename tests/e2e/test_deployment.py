@@ -171,7 +171,7 @@ def test_he_dp_training_survives_killed_supernodes_and_a_killed_server(federatio
             run.kill()
     assert run_status(run_id_in(second_log)) == "finished:completed", second_log.read_text()[-3000:]
     resumed = second_log.read_text()  # at the default level: one line per round, no chatter
-    assert re.search(r"round 3/3 · 2/\d clients · eval accuracy \S+ · ε \d", resumed)
+    assert re.search(r"round 3/3 · 2/\d clients · eval accuracy [^·]+ · ε \d", resumed)
     assert not [line for line in resumed.splitlines() if is_chatter(line)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds_completed"] == 3
@@ -179,8 +179,9 @@ def test_he_dp_training_survives_killed_supernodes_and_a_killed_server(federatio
     rows = {row["round"]: row for row in json.loads((out / "metrics.json").read_text())}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1]["fit_clients"] == 2 and rows[1]["fit_failures"] == 1
-    for rnd in range(1, killed_after + 1):  # completed rounds were not redone
-        assert rows[rnd] == saved[str(rnd)]
+    for rnd in range(1, killed_after + 1):  # completed rounds were not redone (their
+        # evaluation may arrive later, with the next round's fit)
+        assert saved[str(rnd)].items() <= rows[rnd].items(), (saved[str(rnd)], rows[rnd])
     assert rows[3]["fit_clients"] == 2  # the dead node stays out
     # Digits under DP-SGD (noise 1.5, 3 rounds, 2 survivors): the noise comes from OS
     # entropy, and CI has seen 0.26-0.45. Chance is 0.10 (0.016 s.d. on the 360 test rows).
