@@ -123,7 +123,7 @@ def test_he_dp_training_survives_killed_supernodes_and_a_killed_server(federatio
     overrides = (
         "federation=deployment federation.num_supernodes=3 task=digits "
         f"he.public_context={info['public_context']} dp.enabled=true dp.level=record "
-        "dp.noise_multiplier=1.5"
+        "dp.noise_multiplier=0.5"
     )
     first_log = tmp_path / "first.log"
     # debug: Flower's per-stage lines say when the fit instructions are out
@@ -183,9 +183,10 @@ def test_he_dp_training_survives_killed_supernodes_and_a_killed_server(federatio
         # evaluation may arrive later, with the next round's fit)
         assert saved[str(rnd)].items() <= rows[rnd].items(), (saved[str(rnd)], rows[rnd])
     assert rows[3]["fit_clients"] == 2  # the dead node stays out
-    # Digits under DP-SGD (noise 1.5, 3 rounds, 2 survivors): the noise comes from OS
-    # entropy, and CI has seen 0.26-0.45. Chance is 0.10 (0.016 s.d. on the 360 test rows).
-    assert summary["final_accuracy"] > 0.15
+    # Digits under DP-SGD, 3 rounds, 2 survivors: the noise comes from OS entropy. At
+    # noise 1.5 runs ended anywhere from 0.10 to 0.45; at 0.5 the model must have learned
+    # (chance is 0.10, 0.016 s.d. on the 360 test rows). This test is about the restart.
+    assert summary["final_accuracy"] > 0.3
     saved_ledger = json.loads(ledger.read_text())
     assert saved_ledger["holder"] == holder  # the same holder across the restart
     before = [b for b in saved_ledger["bookings"] if b["time"] < restarted]
