@@ -15,6 +15,8 @@ from fl_app.fl.protocol import (
     EVAL_EXAMPLES_KEY,
     EVALUATE_FIRST_KEY,
     EXAMPLES_KEY,
+    METRIC_SIGNATURE_KEY,
+    METRIC_STATE_KEY,
     PRIOR_EXAMPLES,
     PRIOR_PREFIX,
     PROXIMAL_MU_KEY,
@@ -25,6 +27,7 @@ from fl_app.fl.protocol import (
 from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.ml.dpsgd import ClipAndNoise
+from fl_app.ml.metric_states import MetricStates
 from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
 from fl_app.privacy.dp import privatize
 
@@ -155,5 +158,11 @@ class KerasClient(NumPyClient):
         results = evaluate(self.net, self.data.test, batch_size=self.batch_size)
         elapsed = time.perf_counter() - started
         loss = results.pop("loss")
-        # Under client-level DP no count leaves the client: every evaluation weighs 1.
-        return loss, self.eval_weight, {**results, "eval_seconds": elapsed}
+        metrics: dict[str, Scalar] = {**results, "eval_seconds": elapsed}
+        # Under client-level DP no count leaves the client: every evaluation weighs 1,
+        # and no metric state is sent (its counts are the test split's size).
+        if self.dp is None:
+            states = MetricStates(self.net)
+            metrics[METRIC_STATE_KEY] = states.state().astype("<f8").tobytes()
+            metrics[METRIC_SIGNATURE_KEY] = states.signature
+        return loss, self.eval_weight, metrics

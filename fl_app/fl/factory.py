@@ -23,7 +23,7 @@ from fl_app.config import ConfigError, evaluates_centrally
 from fl_app.config.schema import AppConfig
 from fl_app.config.task import data_spec, objective
 from fl_app.crypto.packing import Layout
-from fl_app.fl.evaluation import EvaluationPlan
+from fl_app.fl.evaluation import EvaluationPlan, PooledMetrics
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
 from fl_app.fl.modes import Mode, ServerSetup
 from fl_app.fl.protocol import DP_LEDGER_DIR_KEY, NODE_DATA_KEY
@@ -152,7 +152,7 @@ def build_algorithm(
             on_fit_config_fn=_ledger_config(cfg, run_dir),
             initial_parameters=initial,
             fit_metrics_aggregation_fn=weighted_mean_metrics,
-            evaluate_metrics_aggregation_fn=weighted_mean_metrics,
+            evaluate_metrics_aggregation_fn=PooledMetrics(net),
         )
     except InstantiationException as err:
         cause = err.__cause__ or err
@@ -217,6 +217,7 @@ def build_strategy(
         counts=counts,
         min_fit_clients=cfg.strategy.min_fit_clients,
         evaluation=EvaluationPlan.of(cfg.strategy, cfg.num_rounds),
+        combine=algorithm.evaluate_metrics_aggregation_fn,  # PooledMetrics
         round_offset=state.completed_rounds,
         on_round_end=lambda rnd, parameters, encrypted: state.save(
             rnd, parameters_to_ndarrays(parameters), encrypted, server_state_of(algorithm)

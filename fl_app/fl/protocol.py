@@ -9,7 +9,10 @@ Every mode, each round:
                     (strategy=fedprox: PROXIMAL_MU_KEY)
   fit result        parameters = the trained model, num_examples = the client's weight
                     (its example count; 1 under DP), metrics = training loss/accuracy
-  evaluate          parameters = the global model; reply = loss, accuracy
+  evaluate          parameters = the global model; reply = loss, metrics, and the
+                    metrics' summed state (METRIC_STATE_KEY, METRIC_SIGNATURE_KEY; not
+                    under client-level DP), from which the server computes the pooled
+                    values (fl_app.ml.metric_states)
   (strategy.evaluate_with_fit: the fit instruction carries EVALUATE_FIRST_KEY and the
   fit result the client's evaluation of the model it received, as PRIOR_PREFIX metrics;
   only the last round sends evaluate instructions)
@@ -60,6 +63,10 @@ DP_LEDGER_DIR_KEY = "dp-ledger-dir"
 REFUSED_KEY = "aggregate-refused"
 PRIOR_PREFIX = "prior_"  # the evaluation of the received model: prior_loss, prior_<metric>,
 PRIOR_EXAMPLES = "prior_examples"  # ... its test examples (the weight of its mean)
+# the state of the compiled metrics after an evaluation (evaluate replies, and
+# PRIOR_PREFIX-ed in fit results): float64 bytes, and what they are (name:class:size;...)
+METRIC_STATE_KEY = "metric_state"
+METRIC_SIGNATURE_KEY = "metric_signature"
 # dp.level=record: what the holder's records have spent, by its own ledger
 DP_EPSILON = "dp_epsilon"  # float: ε at dp.delta over all its DP-SGD steps so far
 DP_STEPS = "dp_steps"  # int: those steps

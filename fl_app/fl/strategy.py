@@ -38,6 +38,7 @@ from fl_app.fl.results import (
     holder_privacy,
     one_per_client,
     payload_bytes,
+    weighted_mean_metrics,
 )
 from fl_app.fl.wire import WireMeter
 from fl_app.run.history import RunHistory
@@ -62,6 +63,7 @@ class FederatedStrategy(Strategy):
         counts: ExampleCounts | None,
         min_fit_clients: int,
         evaluation: EvaluationPlan | None = None,
+        combine: Callable[[list], dict[str, Scalar]] = weighted_mean_metrics,
         round_offset: int = 0,
         on_round_end: RoundEndHook | None = None,
         on_round_complete: RoundCompleteHook | None = None,
@@ -72,6 +74,7 @@ class FederatedStrategy(Strategy):
         self.counts = counts  # counts each client announced, once (None: SecAgg+)
         self.min_fit_clients = min_fit_clients
         self.evaluation = evaluation or EvaluationPlan()
+        self.combine = combine  # the clients' evaluations -> the round's metrics
         self.round_offset = round_offset
         self._on_round_end = on_round_end
         self._on_round_complete = on_round_complete
@@ -118,7 +121,7 @@ class FederatedStrategy(Strategy):
         rnd = self._run_round(server_round)
         self.history.add(rnd, "bytes_up", sum(payload_bytes(r.parameters) for _, r in results))
         results, duplicates = one_per_client(results)
-        results, prior, refused = split_prior_evaluation(results, self.eval_limit)
+        results, prior, refused = split_prior_evaluation(results, self.eval_limit, self.combine)
         for reason in refused:
             log(WARNING, "round %d evaluation (with fit): dropped %s", rnd - 1, reason)
         if prior:

@@ -117,6 +117,7 @@ def run_summary(
         **run_facts,
         "primary_metric": primary_metric,
         "final_metric": history.last(f"eval_{primary_metric}"),
+        "final_metric_combined": _combined(history, primary_metric),
         "final_accuracy": history.last("eval_accuracy"),
         "final_loss": history.last("eval_loss"),
         "final_centralized_accuracy": history.last("centralized_accuracy"),
@@ -126,6 +127,17 @@ def run_summary(
         "wire_bytes_up_total": int(history.total("wire_bytes_up")),
         "wire_bytes_down_total": int(history.total("wire_bytes_down")),
     }
+
+
+def _combined(history: RunHistory, metric: str) -> str | None:
+    """How the last evaluation's `metric` was combined across clients: "pooled" (from
+    the clients' summed metric states: the value over their pooled test data) or "mean
+    of clients" (weighted by test examples)."""
+    rows = [row for row in history.rows() if row.get(f"eval_{metric}") is not None]
+    if not rows:
+        return None
+    means = str(rows[-1].get("eval_mean_of_clients") or "").split(",")
+    return "mean of clients" if metric in means else "pooled"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

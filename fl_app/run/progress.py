@@ -83,7 +83,10 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts, shown: Collection
     if row.get(f"train_{primary}") is not None:
         parts.append(f"train {primary} {number(row[f'train_{primary}'])}")
     if evaluated := evaluations_for_line(history, rnd, f"eval_{primary}", shown):
-        values = [number(v) + (f" (round {of})" if of != rnd else "") for of, v in evaluated]
+        values = [
+            number(v) + (f" (round {of})" if of != rnd else "") + _mean_tag(history, of, primary)
+            for of, v in evaluated
+        ]
         parts.append(f"eval {primary} " + ", ".join(values))
     if row.get(f"centralized_{primary}") is not None:
         parts.append(f"server {primary} {number(row[f'centralized_{primary}'])}")
@@ -100,6 +103,12 @@ def round_line(history: RunHistory, rnd: int, facts: RunFacts, shown: Collection
     if row.get("round_seconds") is not None:
         parts.append(f"{row['round_seconds']:.1f} s")
     return " · ".join(parts)
+
+
+def _mean_tag(history: RunHistory, rnd: int, metric: str) -> str:
+    """ " (mean of clients)" when round `rnd`'s `metric` could not be pooled."""
+    means = str(history.row(rnd).get("eval_mean_of_clients") or "").split(",")
+    return " (mean of clients)" if metric in means else ""
 
 
 def summary_lines(
