@@ -21,8 +21,8 @@ def _export(args: argparse.Namespace) -> int:
     cfg = compose_for_app(overrides, args.app)
     spec = PartitionSpec.from_config(cfg.partition, args.num_partitions)
     paths = export_partitions(
-        data_spec(cfg.task), spec, args.out, server_test_fraction=cfg.task.server_test_fraction,
-        seed=cfg.seed, file_format=args.format,
+        data_spec(cfg.task, cfg.partition), spec, args.out,
+        server_test_fraction=cfg.task.server_test_fraction, seed=cfg.seed, file_format=args.format,
     )  # fmt: skip
     print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
     return 0
@@ -38,12 +38,14 @@ def _federation(args: argparse.Namespace) -> int:
         stopped = deploy.down(args.dir)
         print(f"Stopped {', '.join(stopped) or 'nothing (no running processes)'}")
         return 0
-    spec = PartitionSpec(args.partition, args.nodes, alpha=args.alpha)
+    spec = PartitionSpec(args.partition, args.nodes, alpha=args.alpha, by=args.by)
+    chosen = [f"task={args.task}", f"partition={args.partition}", f"partition.by='{args.by}'"]
+    cfg = compose_for_app(chosen, args.app)
     info = deploy.up(
         args.dir,
         num_nodes=args.nodes,
         task=args.task,
-        data=data_spec(compose_for_app([f"task={args.task}"], args.app).task),
+        data=data_spec(cfg.task, cfg.partition),
         partition=spec,
         preset=args.preset,
         port=args.port,
@@ -129,8 +131,9 @@ def add_federation_commands(commands: argparse._SubParsersAction) -> None:
     federation.add_argument("--nodes", type=int, default=2)
     federation.add_argument("--task", default="digits")
     federation.add_argument("--app", type=Path, default=None, help=APP_HELP)
-    federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
+    federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet", "natural"])
     federation.add_argument("--alpha", type=float, default=0.5)
+    federation.add_argument("--by", default="", help="natural: the column naming each node's site")
     federation.add_argument("--preset", default="seeded", choices=sorted(PRESETS))
     federation.add_argument("--port", type=int, default=None, help="SuperLink port")
     federation.add_argument(

@@ -62,12 +62,16 @@ class TrainConfig:
 
 @dataclass
 class PartitionConfig:
-    name: str = MISSING  # iid | dirichlet
+    name: str = MISSING  # iid | dirichlet | natural
     alpha: float = ranged(
         0.5, low=0, low_open=True
     )  # Dirichlet concentration, > 0 (dirichlet only)
     min_partition_size: int = ranged(10, low=2)  # smallest partition Dirichlet sampling accepts
     self_balancing: bool = False  # stop giving a class to clients above average size
+    # natural: one partition per distinct value of this column of a table or Hugging Face
+    # source (a site, a hospital); num-supernodes must equal their number
+    by: str = ""
+    keep_column: bool = False  # natural: keep `by` among the default input columns
 
 
 @dataclass

@@ -6,17 +6,21 @@ import json
 from pathlib import Path
 
 from fl_app.config.errors import ConfigError, require
-from fl_app.config.schema import TaskConfig, plain
+from fl_app.config.schema import PartitionConfig, TaskConfig, plain
 from fl_app.ml.objective import Objective
 from fl_app.ml.sources import BUNDLED, PUBLISHED, PUBLISHED_STATS, DataSpec
 
 
-def data_spec(task: TaskConfig) -> DataSpec:
-    """The task's data, as the ML layer names it."""
+def data_spec(task: TaskConfig, partition: PartitionConfig | None = None) -> DataSpec:
+    """The task's data, as the ML layer names it; under partition=natural without
+    partition.keep_column, the partition's column is not a default input column."""
     bundled = BUNDLED.get(task.source)
+    args = plain(task.source_args)
+    if partition is not None and partition.name == "natural" and not partition.keep_column:
+        args = {**args, "exclude": [partition.by]}
     return DataSpec(
         source=task.source,
-        args=json.dumps(plain(task.source_args), sort_keys=True),
+        args=json.dumps(args, sort_keys=True),
         preprocess=task.preprocess,
         stats=public_statistics(task),
         classification=task.objective.type == "classification",

@@ -19,7 +19,8 @@ from fl_app.ml.sources import BUNDLED
 # fl_app.ml.models.BUILTIN_MODELS (tests keep the two equal; config imports no Keras)
 MODELS = ("cnn", "mlp", "wide_mlp", "regression_mlp", "seed_mlp")  # seed_mlp: the old name
 OBJECTIVES = ("classification", "regression")
-PARTITIONS = ("iid", "dirichlet")
+PARTITIONS = ("iid", "dirichlet", "natural")
+COLUMN_SOURCES = ("fl_app.ml.sources.table", "fl_app.ml.sources.huggingface")
 DP_LEVELS = ("client", "record")
 OPTIMIZERS = ("sgd", "adam")
 LOG_LEVELS = ("debug", "info", "warning")  # fl_app.quiet.LEVELS (tests keep them equal)
@@ -121,6 +122,12 @@ def _partition(cfg: DictConfig) -> None:
         part.name,
         "'dirichlet' only for classification tasks (it splits by label); use 'iid'",
     )
+    if part.name == "natural":
+        require(part.by != "", "partition.by", part.by, "the column whose values name the sites")
+        require(
+            cfg.task.source in COLUMN_SOURCES, "task.source", cfg.task.source,
+            f"one of {COLUMN_SOURCES} with partition=natural (it reads a column)",
+        )  # fmt: skip
 
 
 def _he(cfg: DictConfig) -> None:

@@ -31,7 +31,13 @@ from fl_app.fl.results import weighted_mean_metrics
 from fl_app.fl.server_keys import ServerKeys
 from fl_app.fl.strategy import FederatedStrategy
 from fl_app.fl.wire import CountingGrid
-from fl_app.ml.data import ClientData, PartitionSpec, load_client_data, load_server_test
+from fl_app.ml.data import (
+    ClientData,
+    PartitionSpec,
+    load_client_data,
+    load_server_test,
+    pool_partitions,
+)
 from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
 from fl_app.ml.node_files import load_node_data
 from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
@@ -76,7 +82,7 @@ def node_data(cfg: AppConfig, node_config: dict) -> tuple[ClientData, int]:
         return data, cfg.seed + zlib.crc32(str(path).encode())
     partition_id = int(node_config["partition-id"])
     data = load_client_data(
-        data_spec(task),
+        data_spec(task, cfg.partition),
         PartitionSpec.from_config(cfg.partition, int(node_config["num-partitions"])),
         partition_id,
         server_test_fraction=task.server_test_fraction,
@@ -98,7 +104,11 @@ def check_task(cfg: AppConfig, net: keras.Model) -> None:
     if cfg.federation.name != "simulation":
         return  # each SuperNode checks its own data when it builds the model (and DP-SGD
         # its state before its first step)
-    test = load_server_test(data_spec(cfg.task), cfg.task.server_test_fraction, cfg.seed)
+    data = data_spec(cfg.task, cfg.partition)
+    if cfg.partition.name == "natural":  # one partition per site: as many as SuperNodes?
+        spec = PartitionSpec.from_config(cfg.partition, cfg.federation.num_supernodes)
+        pool_partitions(data, cfg.task.server_test_fraction, spec, cfg.seed)
+    test = load_server_test(data, cfg.task.server_test_fraction, cfg.seed)
     check_fits(net, test, dry_run=True)
     if record_dp:
         refuse_untrained_state(net, test.take(slice(0, 8)).x)
@@ -106,7 +116,9 @@ def check_task(cfg: AppConfig, net: keras.Model) -> None:
 
 def centralized_evaluation(cfg: AppConfig, net: keras.Model):
     """An `evaluate_fn` on the server's held-out test set (plaintext aggregates only)."""
-    test = load_server_test(data_spec(cfg.task), cfg.task.server_test_fraction, cfg.seed)
+    test = load_server_test(
+        data_spec(cfg.task, cfg.partition), cfg.task.server_test_fraction, cfg.seed
+    )
 
     def evaluate_fn(
         server_round: int, weights: NDArrays, config: dict[str, Scalar]

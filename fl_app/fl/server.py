@@ -72,7 +72,9 @@ def _train(
     """Keys, run state, strategy, the rounds, then the artifacts and the summary block."""
     mode = mode_for(cfg)
     simulated = cfg.federation.name == "simulation"  # the server can see the source
-    rows = source_fingerprint(data_spec(cfg.task)) if simulated else None  # reads (checks) it
+    rows = (
+        source_fingerprint(data_spec(cfg.task, cfg.partition)) if simulated else None
+    )  # reads (checks) it
     net = new_model(cfg)  # one model for the layout, central evaluation and the final save
     check_task(cfg, net)
     # the algorithm's arguments, and whether the mode can run it

@@ -4,6 +4,8 @@ dataset's, refusing a missing or non-numeric column with its name."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -23,9 +25,11 @@ def select(
     inputs: Inputs,
     *,
     where: str,
+    exclude: Columns = None,
 ) -> tuple[Features, np.ndarray]:
     """The model inputs and targets from named columns (see `table`), refusing a column
-    that `where` lacks."""
+    that `where` lacks; `exclude`: columns that are not default features (partition=natural's
+    site column, unless partition.keep_column)."""
     if features and inputs:
         raise DataError(f"{where}: give either features or inputs, not both")
     named = [
@@ -46,7 +50,8 @@ def select(
 
     if inputs:
         return gather(numeric, inputs), numeric(target)
-    features = list(features) if features else [c for c in columns if c != target]
+    dropped = {target, *(exclude or [])}
+    features = list(features) if features else [c for c in columns if c not in dropped]
     if not features:
         raise DataError(f"{where} has no feature column besides the target {target!r}")
     x = np.stack([numeric(c).astype(np.float32) for c in features], axis=1)
@@ -54,11 +59,73 @@ def select(
 
 
 def from_dataset(
-    table_: Dataset, target: str, features: Columns, inputs: Inputs, *, where: str
+    table_: Dataset,
+    target: str,
+    features: Columns,
+    inputs: Inputs,
+    *,
+    where: str,
+    exclude: Columns = None,
 ) -> tuple[Features, np.ndarray]:
     """The model inputs and targets of a `datasets.Dataset`'s named columns."""
     frame = table_.with_format("numpy")
     return select(
         lambda name: np.asarray(frame[name]), list(table_.column_names), target, features,
-        inputs, where=where,
+        inputs, where=where, exclude=exclude,
     )  # fmt: skip
+
+
+TABLE, HUGGINGFACE = "fl_app.ml.sources.table", "fl_app.ml.sources.huggingface"
+COLUMN_SOURCES = (TABLE, HUGGINGFACE)  # sources whose data has named columns
+_NOT_LOAD_ARGS = ("dataset", "target", "features", "inputs", "exclude")
+
+
+def hf_split(dataset: str, split: str, load_dataset_kwargs: Mapping[str, Any]) -> Dataset:
+    """A Hugging Face dataset's `split`: a `save_to_disk` directory, or through
+    flwr-datasets' `FederatedDataset` (`load_dataset` keyword arguments)."""
+    import datasets  # only for Hugging Face sources
+
+    if (Path(dataset).expanduser() / "dataset_info.json").is_file():
+        table_ = datasets.load_from_disk(str(Path(dataset).expanduser()))
+        return table_[split] if isinstance(table_, datasets.DatasetDict) else table_
+    from flwr_datasets import FederatedDataset
+
+    federated = FederatedDataset(
+        dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
+    )
+    return federated.load_split(split)
+
+
+def _source_table(source: str, args: Mapping[str, Any]) -> Any:
+    """A column source's data as a pandas frame (table) or a Dataset (huggingface)."""
+    if source == TABLE:
+        import pandas as pd
+
+        file = Path(str(args["path"])).expanduser()
+        return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+    rest = {k: v for k, v in args.items() if k not in _NOT_LOAD_ARGS}
+    split = rest.pop("split", "train")
+    return hf_split(str(args["dataset"]), split, rest)
+
+
+def column_names(source: str, args: Mapping[str, Any]) -> list[str]:
+    """Every column of a `table` or `huggingface` source's data, in order."""
+    if source == TABLE and Path(str(args["path"])).suffix != ".parquet":
+        import pandas as pd
+
+        return list(pd.read_csv(Path(str(args["path"])).expanduser(), nrows=0).columns)
+    data = _source_table(source, args)
+    return list(data.columns) if source == TABLE else list(data.column_names)
+
+
+def column_values(source: str, args: Mapping[str, Any], name: str) -> np.ndarray:
+    """One column of a `table` or `huggingface` source's data, row by row (the rows of
+    its examples, in order), refusing a missing column or missing values by name."""
+    data = _source_table(source, args)
+    names = list(data.columns) if source == TABLE else list(data.column_names)
+    if name not in names:
+        raise DataError(f"source {source!r} has no {name!r} column (columns: {names[:8]})")
+    values = np.asarray(data[name])
+    if (values.dtype.kind == "f" and np.isnan(values).any()) or any(v is None for v in values):
+        raise DataError(f"source {source!r}: column {name!r} has missing values")
+    return values

@@ -11,12 +11,12 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
-from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
 from sklearn.model_selection import train_test_split
 
 from fl_app.ml.checks import DataError
+from fl_app.ml.columns import COLUMN_SOURCES, column_values
 from fl_app.ml.features import Features, fingerprint, take
+from fl_app.ml.partitions import PartitionSpec, partition_indices
 from fl_app.ml.scaling import PREPROCESSING, standardise
 from fl_app.ml.sources import DataSpec, load_source
 
@@ -45,28 +45,6 @@ class ClientData:
     test: Split
 
 
-@dataclass(frozen=True)
-class PartitionSpec:
-    """How the client pool is divided (hashable, so partitions can be cached)."""
-
-    name: str  # iid | dirichlet
-    num_partitions: int
-    alpha: float = 0.5
-    min_partition_size: int = 10
-    self_balancing: bool = False
-
-    @classmethod
-    def from_config(cls, partition: Any, num_partitions: int) -> PartitionSpec:
-        """The spec of a `partition` config node (conf/partition/*.yaml)."""
-        return cls(
-            name=str(partition.name),
-            num_partitions=num_partitions,
-            alpha=float(partition.alpha),
-            min_partition_size=int(partition.min_partition_size),
-            self_balancing=bool(partition.self_balancing),
-        )
-
-
 def preprocess(data: DataSpec | str, train: Split, *others: Split) -> tuple[Split, ...]:
     """The task's preprocessing: with the task's public statistics, or else fitted on
     `train` (one holder's own data) only."""
@@ -92,6 +70,16 @@ def _pool_and_server_test(
     data: DataSpec, server_test_fraction: float, seed: int
 ) -> tuple[Split, Split]:
     rows = Split(*load_source(data))
+    pool, test = _pool_rows(data, server_test_fraction, seed)
+    return rows.take(pool), rows.take(test)
+
+
+@lru_cache(maxsize=8)
+def _pool_rows(
+    data: DataSpec, server_test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the source's clients' pool and of the server's test set."""
+    rows = Split(*load_source(data))
     if data.classification:
         labels, counts = np.unique(rows.y, return_counts=True)
         if counts.min() < 2:
@@ -104,7 +92,7 @@ def _pool_and_server_test(
         np.arange(len(rows)), test_size=server_test_fraction, random_state=seed,
         stratify=rows.y if data.classification else None,
     )  # fmt: skip
-    return rows.take(pool), rows.take(test)
+    return pool, test
 
 
 def source_fingerprint(data: DataSpec | str) -> str:
@@ -116,43 +104,6 @@ def source_fingerprint(data: DataSpec | str) -> str:
 def _source_fingerprint(data: DataSpec) -> str:
     rows = Split(*load_source(data))
     return fingerprint(rows.x, rows.y)
-
-
-def make_partitioner(spec: PartitionSpec, seed: int) -> Partitioner:
-    """The flwr-datasets partitioner for `spec`."""
-    if spec.num_partitions < 1:
-        raise ValueError(f"num_partitions={spec.num_partitions} is invalid: allowed >= 1")
-    if spec.name == "iid":
-        return IidPartitioner(num_partitions=spec.num_partitions)
-    if spec.name == "dirichlet":
-        if spec.alpha <= 0:
-            raise ValueError(f"alpha={spec.alpha} is invalid: allowed a number > 0")
-        return DirichletPartitioner(
-            num_partitions=spec.num_partitions,
-            partition_by="label",
-            alpha=spec.alpha,
-            min_partition_size=spec.min_partition_size,
-            self_balancing=spec.self_balancing,
-            seed=seed,
-        )
-    raise ValueError(f"partition={spec.name!r} is unknown: allowed ['dirichlet', 'iid']")
-
-
-def partition_indices(labels: np.ndarray, spec: PartitionSpec, seed: int) -> tuple[np.ndarray, ...]:
-    """Row indices of every partition of `labels` under `spec`."""
-    if spec.num_partitions > len(labels):
-        raise ValueError(
-            f"num_partitions={spec.num_partitions} is invalid: allowed at most "
-            f"{len(labels)} (rows in the client pool)"
-        )
-    partitioner = make_partitioner(spec, seed)
-    # Shuffle first, as FederatedDataset does: IidPartitioner shards contiguously.
-    rows = Dataset.from_dict({"row": np.arange(len(labels)), "label": np.asarray(labels)})
-    partitioner.dataset = rows.shuffle(seed=seed)
-    return tuple(
-        np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
-        for pid in range(spec.num_partitions)
-    )
 
 
 def pool_partitions(
@@ -172,7 +123,16 @@ def _pool_partitions(
     data: DataSpec, server_test_fraction: float, spec: PartitionSpec, seed: int
 ) -> tuple[np.ndarray, ...]:
     pool, _ = _pool_and_server_test(data, server_test_fraction, seed)
-    return partition_indices(pool.y, spec, seed)
+    groups = None
+    if spec.name == "natural":
+        if data.source not in COLUMN_SOURCES:
+            raise ValueError(
+                f"partition=natural reads a column: allowed for the table and huggingface "
+                f"sources, not task.source={data.source!r}"
+            )
+        pool_rows, _ = _pool_rows(data, server_test_fraction, seed)
+        groups = column_values(data.source, data.kwargs, spec.by)[pool_rows]
+    return partition_indices(pool.y, spec, seed, groups)
 
 
 def load_client_data(

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fl_app.ml.checks import DataError, checked
+from fl_app.ml.columns import COLUMN_SOURCES, column_names
 from fl_app.ml.data import (
     ClientData,
     PartitionSpec,
@@ -17,10 +18,9 @@ from fl_app.ml.data import (
     preprocess,
 )
 from fl_app.ml.features import Features
-from fl_app.ml.sources import DataSpec, column_names, table
+from fl_app.ml.sources import DataSpec, table
 
 # Sources whose column names a node's CSV or Parquet file keeps (their source_args).
-COLUMN_SOURCES = ("fl_app.ml.sources.table", "fl_app.ml.sources.huggingface")
 
 LABEL_COLUMN = "label"  # the target column of a node's table file for any other source
 
@@ -83,7 +83,8 @@ def _write_table(path: Path, part: Split, data: DataSpec) -> None:
     else:
         flat = part.x.reshape(len(part.x), -1)
         if not features and data.source in COLUMN_SOURCES:  # every column but the target
-            features = [c for c in column_names(data.source, data.kwargs) if c != target]
+            dropped = {target, *data.kwargs.get("exclude", [])}  # partition=natural's column
+            features = [c for c in column_names(data.source, data.kwargs) if c not in dropped]
         names = list(features) if features else [f"f{i}" for i in range(flat.shape[1])]
         frame = pd.DataFrame(flat, columns=names)
     frame[target] = part.y

@@ -21,7 +21,7 @@ from datasets import Dataset
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_classification
 
 from fl_app.ml.checks import DataError, checked
-from fl_app.ml.columns import Columns, Inputs, from_dataset, select
+from fl_app.ml.columns import Columns, Inputs, from_dataset, hf_split, select
 from fl_app.ml.features import Features
 from fl_app.ml.scaling import PREPROCESSING  # noqa: F401  (re-exported: config checks it)
 
@@ -137,7 +137,7 @@ BUNDLED = {
 
 
 def table(
-    path: str, target: str, features: Columns = None, inputs: Inputs = None
+    path: str, target: str, features: Columns = None, inputs: Inputs = None, exclude: Columns = None
 ) -> tuple[Features, np.ndarray]:
     """The rows of a CSV or Parquet file with named columns, and the `target` column.
 
@@ -163,7 +163,7 @@ def table(
         ) from err
     return select(
         lambda name: frame[name].to_numpy(), list(frame.columns), target, features, inputs,
-        where=str(file),
+        where=str(file), exclude=exclude,
     )  # fmt: skip
 
 
@@ -173,6 +173,7 @@ def huggingface(
     features: Columns = None,
     inputs: Inputs = None,
     split: str = "train",
+    exclude: Columns = None,
     **load_dataset_kwargs: Any,
 ) -> tuple[Features, np.ndarray]:
     """A Hugging Face dataset's `split`: its `features` or named `inputs` columns (as in
@@ -184,36 +185,10 @@ def huggingface(
     `datasets.load_from_disk` reads. The rows are then partitioned over the clients by
     the same flwr-datasets partitioners as every source.
     """
-    table_ = _hf_split(dataset, split, load_dataset_kwargs)
-    return from_dataset(table_, target, features, inputs, where=f"dataset {dataset!r}")
-
-
-def _hf_split(dataset: str, split: str, load_dataset_kwargs: Mapping[str, Any]) -> Dataset:
-    import datasets  # only for Hugging Face sources
-
-    if (Path(dataset).expanduser() / "dataset_info.json").is_file():
-        table_ = datasets.load_from_disk(str(Path(dataset).expanduser()))
-        return table_[split] if isinstance(table_, datasets.DatasetDict) else table_
-    from flwr_datasets import FederatedDataset
-
-    federated = FederatedDataset(
-        dataset=dataset, partitioners={split: 1}, shuffle=False, **load_dataset_kwargs
+    table_ = hf_split(dataset, split, load_dataset_kwargs)
+    return from_dataset(
+        table_, target, features, inputs, where=f"dataset {dataset!r}", exclude=exclude
     )
-    return federated.load_split(split)
-
-
-def column_names(source: str, args: Mapping[str, Any]) -> list[str]:
-    """Every column of a `table` or `huggingface` source's data, in order."""
-    if source.endswith(".table"):
-        import pandas as pd
-
-        file = Path(str(args["path"])).expanduser()
-        if file.suffix == ".parquet":
-            return list(pd.read_parquet(file).columns)
-        return list(pd.read_csv(file, nrows=0).columns)
-    rest = {k: v for k, v in args.items() if k not in ("dataset", "target", "features", "inputs")}
-    split = rest.pop("split", "train")
-    return list(_hf_split(str(args["dataset"]), split, rest).column_names)
 
 
 def resolve(path: str) -> Any:

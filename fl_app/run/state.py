@@ -88,7 +88,7 @@ def run_identity(
     }
     if cfg.federation.name == "simulation":  # the server partitions the pool itself
         identity.update(
-            partition=plain(cfg.partition),
+            partition=_partition(cfg),
             num_partitions=cfg.federation.num_supernodes,
             server_test_fraction=task.server_test_fraction,
         )
@@ -97,6 +97,14 @@ def run_identity(
     if key_fingerprint is not None:
         identity.update(he_preset=cfg.he.preset, he_fingerprint=key_fingerprint)
     return identity
+
+
+def _partition(cfg: AppConfig) -> dict[str, Any]:
+    """partition.*, without natural's keys in other partitions (as checkpoints before it)."""
+    partition = plain(cfg.partition)
+    if partition["name"] != "natural":
+        partition = {k: v for k, v in partition.items() if k not in ("by", "keep_column")}
+    return partition
 
 
 def upgraded(identity: dict[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,7 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
     frame = pd.DataFrame(rng.normal(50, 10, size=(360, 3)), columns=["age", "bp", "hr"])
     frame["ward_id"] = rng.integers(0, 12, size=360)
     frame["outcome"] = ((frame["ward_id"] < 6) ^ (frame["age"] > 50)).astype("int64")
+    frame["site_code"] = rng.choice(["H1", "H2", "H3"], size=360, p=[0.2, 0.3, 0.5])
     frame.to_parquet(tmp_path / "patients.parquet")
     (app / "wards_task.py").write_text(WARDS_TASK)
     (app / "conf" / "task" / "wards.yaml").write_text(
@@ -85,15 +86,19 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
     )
     out = tmp_path / "out"
     result = train_app(
-        app, tmp_path / "flwr_home",
+        app,
+        tmp_path / "flwr_home",
         f"num-server-rounds=2 output-dir='{out}' "
-        "overrides='task=wards federation.num_supernodes=3 train.learning_rate=0.02'", 3,
-    )  # fmt: skip
+        "overrides='task=wards federation.num_supernodes=3 train.learning_rate=0.02 "
+        "partition=natural partition.by=site_code'",
+        3,
+    )  # fmt: skip  (one client per hospital: three sites, three SuperNodes)
     assert result.status == "finished:completed", result.output[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "wards" and summary["encrypted"] is True
     assert summary["rounds_completed"] == 2 and summary["primary_metric"] == "auc"
     assert summary["final_metric"] > 0.6, summary
+    assert summary["partition"] == "natural" and summary["final_metric_combined"] == "pooled"
 
     model_path = tmp_path / "model.keras"
     decrypted = subprocess.run(
