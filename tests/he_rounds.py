@@ -44,7 +44,8 @@ def make_round(keys, counts, *, min_fit_clients=2):
         keys=keys,
         # the clients' answers to the example-count query
         counts=ExampleCounts(
-            lambda rnd, asked: {p.cid: announced[p.cid] for p in asked}, max_examples=10**6
+            lambda rnd, asked, config: {p.cid: announced[p.cid] for p in asked},
+            max_examples=10**6,
         ),
         on_round_end=lambda rnd, params, encrypted: saved.append(encrypted),
         min_fit_clients=min_fit_clients,

@@ -32,7 +32,9 @@ def announced_counts(announced: dict[str, int | dict]) -> ExampleCounts:
         return {EXAMPLES_KEY: value, EVAL_EXAMPLES_KEY: max(1, value // 4)}
 
     return ExampleCounts(
-        lambda rnd, asked: {p.cid: answer(announced[p.cid]) for p in asked if p.cid in announced},
+        lambda rnd, asked, config: {
+            p.cid: answer(announced[p.cid]) for p in asked if p.cid in announced
+        },
         max_examples=10**6,
     )
 

@@ -6,14 +6,19 @@ import json
 from pathlib import Path
 
 from fl_app.config.errors import ConfigError, require
-from fl_app.config.schema import PartitionConfig, TaskConfig, plain
+from fl_app.config.schema import AppConfig, PartitionConfig, TaskConfig, plain
+from fl_app.crypto.presets import get_preset
 from fl_app.ml.objective import Objective
+from fl_app.ml.scaling import FEDERATED
 from fl_app.ml.sources import BUNDLED, PUBLISHED, PUBLISHED_STATS, DataSpec
 
 
-def data_spec(task: TaskConfig, partition: PartitionConfig | None = None) -> DataSpec:
+def data_spec(
+    task: TaskConfig, partition: PartitionConfig | None = None, *, federated: bool = False
+) -> DataSpec:
     """The task's data, as the ML layer names it; under partition=natural without
-    partition.keep_column, the partition's column is not a default input column."""
+    partition.keep_column, the partition's column is not a default input column;
+    `federated`: standardised with federated statistics (`federated_statistics`)."""
     bundled = BUNDLED.get(task.source)
     args = plain(task.source_args)
     if partition is not None and partition.name == "natural" and not partition.keep_column:
@@ -22,11 +27,23 @@ def data_spec(task: TaskConfig, partition: PartitionConfig | None = None) -> Dat
         source=task.source,
         args=json.dumps(args, sort_keys=True),
         preprocess=task.preprocess,
-        stats=public_statistics(task),
+        stats=FEDERATED if federated else public_statistics(task),
         classification=task.objective.type == "classification",
         feature_shape=bundled.feature_shape if bundled else None,
         num_classes=bundled.num_classes if bundled else None,
     )
+
+
+def federated_statistics(cfg: AppConfig) -> bool:
+    """Whether the holders standardise with federated statistics: `standardize` without
+    public statistics, without DP (the sums are not noised), under a mode that can sum
+    them (none; he with a BFV preset). Otherwise each holder's own, as before."""
+    task = cfg.task
+    if task.preprocess != "standardize" or public_statistics(task) or cfg.dp.enabled:
+        return False
+    if cfg.privacy.name == "he":
+        return get_preset(cfg.he.preset).scheme == "bfv"
+    return cfg.privacy.name == "none"
 
 
 def public_statistics(task: TaskConfig) -> str:

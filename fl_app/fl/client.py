@@ -23,12 +23,16 @@ from fl_app.fl.protocol import (
     REFUSED_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
+    STATS_KEY,
+    STATS_REQUEST_KEY,
+    STATS_TOTAL_KEY,
 )
 from fl_app.fl.record_dp import RecordDP
 from fl_app.ml.data import ClientData
 from fl_app.ml.dpsgd import ClipAndNoise
 from fl_app.ml.metric_states import MetricStates
 from fl_app.ml.models import check_fits, evaluate, reset_optimizer, train, weights_of
+from fl_app.ml.statistics import moments, scaled_with
 from fl_app.privacy.dp import privatize
 
 
@@ -61,6 +65,7 @@ class KerasClient(NumPyClient):
         seed: int,
         dp: ClipAndNoise | None = None,
         record_dp: RecordDP | None = None,
+        federated_statistics: bool = False,
     ) -> None:
         self._model_factory = model_factory
         self._net: keras.Model | None = None
@@ -71,6 +76,9 @@ class KerasClient(NumPyClient):
         self.seed = seed
         self.dp = dp
         self.record_dp = record_dp
+        # `data` is unscaled: it is standardised with the holders' summed statistics
+        self.federated_statistics = federated_statistics
+        self._raw = data
 
     @property
     def weight(self) -> int:
@@ -91,7 +99,23 @@ class KerasClient(NumPyClient):
         return 1 if self.dp is not None else len(self.data.test)
 
     def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
-        return {EXAMPLES_KEY: self.weight, EVAL_EXAMPLES_KEY: self.eval_weight}
+        properties = {EXAMPLES_KEY: self.weight, EVAL_EXAMPLES_KEY: self.eval_weight}
+        request = config.get(STATS_REQUEST_KEY)
+        if self.federated_statistics and request is not None:  # fl_app.fl.statistics
+            own = moments(self._raw.train.x)
+            properties[STATS_KEY] = self.codec.encode_statistics(own, str(request), config)
+        return properties
+
+    def _scale(self, config: dict[str, Scalar]) -> None:
+        """Standardise the data with the holders' summed statistics (once per total)."""
+        if not self.federated_statistics:
+            return
+        total = config.get(STATS_TOTAL_KEY)
+        if not isinstance(total, bytes):
+            raise ValueError("no federated statistics arrived with the instruction")
+        self.data = scaled_with(
+            self.data, total, lambda: self.codec.decode_statistics(total, config)
+        )
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
         return weights_of(self.net)
@@ -104,6 +128,7 @@ class KerasClient(NumPyClient):
             start = self.codec.decode(parameters, config)
         except AggregateRefused as err:  # say so: the server counts refusals
             return [], 0, {REFUSED_KEY: str(err)}
+        self._scale(config)
         crypto_seconds = time.perf_counter() - tick
         self.net.set_weights(start)
         prior = self._prior_evaluation() if config.get(EVALUATE_FIRST_KEY) else {}
@@ -150,6 +175,7 @@ class KerasClient(NumPyClient):
             weights = self.codec.decode(parameters, config)  # refused before any model work
         except AggregateRefused as err:
             return 0.0, 0, {REFUSED_KEY: str(err)}
+        self._scale(config)
         self.net.set_weights(weights)
         return self._evaluate_net()
 

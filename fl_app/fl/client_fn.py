@@ -28,6 +28,7 @@ from flwr.client import Client
 
 from fl_app.config.compose import RunKey, config_for, run_key
 from fl_app.config.schema import AppConfig
+from fl_app.config.task import federated_statistics
 from fl_app.fl.client import KerasClient
 from fl_app.fl.factory import new_model, node_data
 from fl_app.fl.faults import FaultPlan, FaultyClient
@@ -96,6 +97,7 @@ def client_fn(context: Context, search_path: Path | None = None) -> Client:
         record_dp=record_dp_of(cfg, context, data)
         if cfg.dp.enabled and cfg.dp.level == "record"
         else None,
+        federated_statistics=federated_statistics(cfg),
     )
     fault = cfg.fault
     if fault.hostile and int(context.node_config.get("partition-id", -1)) == 0:

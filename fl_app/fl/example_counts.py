@@ -24,19 +24,24 @@ from flwr.server.client_proxy import ClientProxy
 
 from fl_app.fl.protocol import EVAL_EXAMPLES_KEY, EXAMPLES_KEY
 
-# (round, clients) -> {client id: the properties it answered, or why its reply is an
-# error}; clients that did not answer at all are missing.
-PropertiesQuery = Callable[[int, list[ClientProxy]], dict[str, dict[str, Scalar] | str]]
+# (round, clients, the query's config) -> {client id: the properties it answered, or why
+# its reply is an error}; clients that did not answer at all are missing.
+PropertiesQuery = Callable[
+    [int, list[ClientProxy], dict[str, Scalar]], dict[str, dict[str, Scalar] | str]
+]
 
 
 def grid_properties_query(grid: Grid, timeout: float) -> PropertiesQuery:
     """Ask clients for their properties in one batch of messages through `grid`."""
 
-    def query(rnd: int, proxies: list[ClientProxy]) -> dict[str, dict[str, Scalar] | str]:
+    def query(
+        rnd: int, proxies: list[ClientProxy], config: dict[str, Scalar]
+    ) -> dict[str, dict[str, Scalar] | str]:
         by_node = {proxy.node_id: proxy for proxy in proxies}
+        ins = GetPropertiesIns(config=dict(config))
         messages = [
             Message(
-                content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(config={})),
+                content=compat.getpropertiesins_to_recorddict(ins),
                 dst_node_id=proxy.node_id,
                 message_type=MessageTypeLegacy.GET_PROPERTIES,
                 group_id=str(rnd),
@@ -67,6 +72,7 @@ class ExampleCounts:
     def __init__(self, query: PropertiesQuery, *, max_examples: int) -> None:
         self._query = query
         self.max_examples = max_examples
+        self.statistics: Any = None  # fl_app.fl.statistics.ServerStatistics: answers add
         self._counts: dict[str, int] = {}
         self._eval_counts: dict[str, int] = {}
         self._refused: dict[str, str] = {}  # why a client's count is not known
@@ -111,11 +117,14 @@ class ExampleCounts:
         unknown = [proxy for proxy in proxies if proxy.cid not in self._counts]
         if not unknown:
             return
-        learned = 0
-        for cid, answer in self._query(rnd, unknown).items():
+        learned, statistics = 0, self.statistics
+        request = statistics.request() if statistics is not None else {}
+        for cid, answer in self._query(rnd, unknown, request).items():
             reason = self._learn_one(cid, answer)
             if reason is None:
                 learned += 1
+                if statistics is not None:
+                    statistics.take(cid, answer, self._counts[cid])
             else:
                 self._refused[cid] = reason
         log(DEBUG, "round %d: learned example counts of %d client(s)", rnd, learned)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import keras
 from flwr.common import (
-    NDArrays,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
@@ -21,26 +20,26 @@ from hydra.utils import instantiate
 
 from fl_app.config import ConfigError, evaluates_centrally
 from fl_app.config.schema import AppConfig
-from fl_app.config.task import data_spec, objective
+from fl_app.config.task import data_spec, federated_statistics, objective
 from fl_app.crypto.packing import Layout
 from fl_app.fl.evaluation import EvaluationPlan, PooledMetrics
 from fl_app.fl.example_counts import ExampleCounts, grid_properties_query
 from fl_app.fl.modes import Mode, ServerSetup
 from fl_app.fl.protocol import DP_LEDGER_DIR_KEY, NODE_DATA_KEY
 from fl_app.fl.results import weighted_mean_metrics
+from fl_app.fl.server_data import centralized_evaluation, check_task  # noqa: F401
 from fl_app.fl.server_keys import ServerKeys
+from fl_app.fl.statistics import ServerStatistics
 from fl_app.fl.strategy import FederatedStrategy
 from fl_app.fl.wire import CountingGrid
 from fl_app.ml.data import (
     ClientData,
     PartitionSpec,
     load_client_data,
-    load_server_test,
-    pool_partitions,
 )
-from fl_app.ml.models import BUILTIN_MODELS, build_model, check_fits, evaluate, weights_of
+from fl_app.ml.models import BUILTIN_MODELS, build_model, weights_of
 from fl_app.ml.node_files import load_node_data
-from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
+from fl_app.ml.statistics import moments_length
 from fl_app.run.state import RunState
 
 LEDGER_DIR = "dp_ledgers"  # in a simulated run's directory: one DP ledger per partition
@@ -73,16 +72,16 @@ def node_data(cfg: AppConfig, node_config: dict) -> tuple[ClientData, int]:
     A deployed SuperNode reads only its own file (node config `data-path`); a simulated
     one takes its partition of the bundled data set (`partition-id`, `num-partitions`).
     """
-    task = cfg.task
+    task, federated = cfg.task, federated_statistics(cfg)
     if NODE_DATA_KEY in node_config:
         path = Path(str(node_config[NODE_DATA_KEY])).expanduser()
-        data = load_node_data(
-            path, data_spec(task), client_test_fraction=task.client_test_fraction, seed=cfg.seed
-        )
+        spec = data_spec(task, federated=federated)
+        data = load_node_data(path, spec, client_test_fraction=task.client_test_fraction,
+                              seed=cfg.seed)  # fmt: skip
         return data, cfg.seed + zlib.crc32(str(path).encode())
     partition_id = int(node_config["partition-id"])
     data = load_client_data(
-        data_spec(task, cfg.partition),
+        data_spec(task, cfg.partition, federated=federated),
         PartitionSpec.from_config(cfg.partition, int(node_config["num-partitions"])),
         partition_id,
         server_test_fraction=task.server_test_fraction,
@@ -93,43 +92,6 @@ def node_data(cfg: AppConfig, node_config: dict) -> tuple[ClientData, int]:
 
 
 # ---------------------------------------------------------------- the ServerApp side
-def check_task(cfg: AppConfig, net: keras.Model) -> None:
-    """In simulation, where the server can see the task's data: fail before round 1 when
-    model and data do not fit, or Keras does not know the objective's names. Everywhere:
-    a model that DP-SGD cannot train per record (dp.level=record) is refused — by its
-    layers at any depth, and in simulation also by what a training step does to it."""
-    record_dp = cfg.dp.enabled and cfg.dp.level == "record"
-    if record_dp:
-        refuse_batch_mixing(net)
-    if cfg.federation.name != "simulation":
-        return  # each SuperNode checks its own data when it builds the model (and DP-SGD
-        # its state before its first step)
-    data = data_spec(cfg.task, cfg.partition)
-    if cfg.partition.name == "natural":  # one partition per site: as many as SuperNodes?
-        spec = PartitionSpec.from_config(cfg.partition, cfg.federation.num_supernodes)
-        pool_partitions(data, cfg.task.server_test_fraction, spec, cfg.seed)
-    test = load_server_test(data, cfg.task.server_test_fraction, cfg.seed)
-    check_fits(net, test, dry_run=True)
-    if record_dp:
-        refuse_untrained_state(net, test.take(slice(0, 8)).x)
-
-
-def centralized_evaluation(cfg: AppConfig, net: keras.Model):
-    """An `evaluate_fn` on the server's held-out test set (plaintext aggregates only)."""
-    test = load_server_test(
-        data_spec(cfg.task, cfg.partition), cfg.task.server_test_fraction, cfg.seed
-    )
-
-    def evaluate_fn(
-        server_round: int, weights: NDArrays, config: dict[str, Scalar]
-    ) -> tuple[float, dict[str, Scalar]]:
-        net.set_weights(weights)
-        results = evaluate(net, test, batch_size=cfg.train.batch_size)
-        return results.pop("loss"), results
-
-    return evaluate_fn
-
-
 # What fl_app hands every algorithm (from strategy.* and the run), not strategy.algorithm.
 _RUN_ARGUMENTS = (
     "fraction_fit", "fraction_evaluate", "min_fit_clients", "min_evaluate_clients",
@@ -139,7 +101,11 @@ _RUN_ARGUMENTS = (
 
 
 def build_algorithm(
-    cfg: AppConfig, initial: Parameters, net: keras.Model, run_dir: Path
+    cfg: AppConfig,
+    initial: Parameters,
+    net: keras.Model,
+    run_dir: Path,
+    statistics: ServerStatistics | None = None,
 ) -> Strategy:
     """The aggregation algorithm: Flower's strategy that `strategy.algorithm` names, given
     the run's sampling, metric means, initial model and, where the server sees the
@@ -160,7 +126,9 @@ def build_algorithm(
             min_fit_clients=strat.min_fit_clients,
             min_evaluate_clients=strat.min_evaluate_clients,
             min_available_clients=strat.min_available_clients,
-            evaluate_fn=centralized_evaluation(cfg, net) if evaluates_centrally(cfg) else None,
+            evaluate_fn=centralized_evaluation(cfg, net, statistics)
+            if evaluates_centrally(cfg)
+            else None,
             on_fit_config_fn=_ledger_config(cfg, run_dir),
             initial_parameters=initial,
             fit_metrics_aggregation_fn=weighted_mean_metrics,
@@ -207,7 +175,11 @@ def build_strategy(
     """The mode's aggregator around the algorithm, starting from `state`; `net` still
     holds the initial weights."""
     initial = ndarrays_to_parameters(state.weights)
-    algorithm = build_algorithm(cfg, initial, net, state.checkpoint_path.parent)
+    run_dir = state.checkpoint_path.parent
+    statistics = None
+    if federated_statistics(cfg) and mode.counts_examples:  # asked with the counts
+        statistics = ServerStatistics(moments_length(net), run_dir)
+    algorithm = build_algorithm(cfg, initial, net, run_dir, statistics)
     for name, arrays in state.server_state.items():  # a resumed run's optimiser state
         setattr(algorithm, name, arrays)
     counts = None
@@ -222,9 +194,13 @@ def build_strategy(
         counts=counts,
         extra={"keys": keys, "layout": Layout.of(weights_of(net))},
     )
+    aggregator = mode.aggregator(setup)
+    if statistics is not None:
+        statistics.attach(aggregator.statistics_sum(statistics.length))
+        counts.statistics = statistics
     strategy = FederatedStrategy(
         algorithm,
-        mode.aggregator(setup),
+        aggregator,
         history=state.history,
         counts=counts,
         min_fit_clients=cfg.strategy.min_fit_clients,
@@ -236,5 +212,5 @@ def build_strategy(
         ),
         on_round_complete=on_round_complete,
     )
-    strategy.wire = grid
+    strategy.wire, strategy.statistics = grid, statistics
     return strategy

@@ -39,6 +39,11 @@ An HE round (privacy=he), in order:
                            its total weight sum(n_k) / R; clients decrypt and divide
   (evaluate instructions carry ENCRYPTED_KEY and REFERENCE_KEY too)
 
+Federated statistics (preprocess: standardize without public statistics, privacy=none
+or he; fl_app.fl.statistics): the first example-count query carries STATS_REQUEST_KEY
+and each reply STATS_KEY; once fixed, every fit and evaluate instruction carries
+STATS_TOTAL_KEY.
+
 SecAgg+ (privacy=secagg) adds Flower's own stage keys to fit messages, handled by
 `secaggplus_mod` (fl_app.fl.mods).
 """
@@ -55,6 +60,10 @@ PROXIMAL_MU_KEY = "proximal_mu"  # float, strategy=fedprox: Flower's FedProx sen
 # str, simulation only (dp.level=record): the run directory's folder of the simulated
 # holders' DP ledgers (a deployed holder ignores it and keeps its own, NODE_LEDGER_DIR_KEY)
 DP_LEDGER_DIR_KEY = "dp-ledger-dir"
+# bytes: the holders' summed statistics (encrypted under HE), fl_app.fl.statistics
+STATS_TOTAL_KEY = "statistics-total"
+# str, in the example-count query: send your statistics, bound to this ("" in plaintext)
+STATS_REQUEST_KEY = "statistics-request"
 
 # ---------------------------------------------------------------- fit result metrics
 # str: why the client refused the aggregate it received (it did not train or evaluate on
@@ -76,6 +85,7 @@ DP_HOLDER = "dp_holder"  # str: the holder's id in its ledger (stable across run
 # ---------------------------------------------------------------- client properties
 EXAMPLES_KEY = "num-examples"  # int n_k: the client's aggregation weight
 EVAL_EXAMPLES_KEY = "num-eval-examples"  # int: the most its evaluation may weigh (test split)
+STATS_KEY = "statistics"  # bytes: its training split's moments as digits (encrypted under HE)
 
 # ---------------------------------------------------------------- SuperNode node config
 NODE_DATA_KEY = "data-path"  # the node's own data file (NPZ or CSV)

@@ -50,6 +50,8 @@ def counted_fit(strategy: FederatedStrategy, fit: Any) -> Any:
         server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
         proxies = list(context.client_manager.all().values())
         strategy.counts.learn(server_round + strategy.round_offset, proxies)
+        if strategy.statistics is not None:  # fixed after the first query (fl.statistics)
+            strategy.statistics.close()
         fit(grid, context)
 
     return step

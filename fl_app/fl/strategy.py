@@ -5,8 +5,7 @@ of a round and, where the mode lets the server see the aggregate, computes the n
 global model. The privacy mode's aggregator (fl_app.fl.modes) screens and combines what
 clients send. This class adds what a run needs around both: the run's round numbers
 (a resumed run starts Flower's loop at 1 again), the example counts clients announced,
-the record of each round (clients, failures, metrics, bytes, time) and the checkpoint
-after it.
+the federated statistics, the record of each round and the checkpoint after it.
 
 One fit round, in order: `configure_fit` (the algorithm samples; clients of unknown
 count are left out; the mode adds its keys) -> clients train -> `aggregate_fit`
@@ -53,6 +52,7 @@ class FederatedStrategy(Strategy):
     """`algorithm` wrapped by the privacy mode's `aggregator` (see the module)."""
 
     wire: WireMeter | None = None  # counts message bytes; per-round deltas go to history
+    statistics: object = None  # fl_app.fl.statistics.ServerStatistics (standardize, federated)
 
     def __init__(
         self,
@@ -208,7 +208,8 @@ class FederatedStrategy(Strategy):
         and what the privacy mode adds."""
         if self.counts is not None:
             instructions = self.counts.known(rnd, instructions)
-        return self.aggregator.instructions(rnd, _with_config(instructions, {ROUND_KEY: rnd}))
+        extra = {ROUND_KEY: rnd, **(self.statistics.config() if self.statistics else {})}
+        return self.aggregator.instructions(rnd, _with_config(instructions, extra))
 
     def _counted(self, rnd: int, instructions: Instructions) -> Instructions:
         """`instructions`, their parameter bytes added to the round's `bytes_down`."""

@@ -17,7 +17,7 @@ from fl_app.ml.checks import DataError
 from fl_app.ml.columns import COLUMN_SOURCES, column_values
 from fl_app.ml.features import Features, fingerprint, take
 from fl_app.ml.partitions import PartitionSpec, partition_indices
-from fl_app.ml.scaling import PREPROCESSING, standardise
+from fl_app.ml.scaling import FEDERATED, PREPROCESSING, standardise
 from fl_app.ml.sources import DataSpec, load_source
 
 
@@ -49,6 +49,8 @@ def preprocess(data: DataSpec | str, train: Split, *others: Split) -> tuple[Spli
     """The task's preprocessing: with the task's public statistics, or else fitted on
     `train` (one holder's own data) only."""
     data = DataSpec.of(data)
+    if data.preprocess == "standardize" and data.stats == FEDERATED:
+        return (train, *others)  # scaled by each holder once the global statistics arrive
     if data.preprocess == "standardize":
         stats = json.loads(data.stats) if data.stats else None  # None: `train`'s own
         scaled = standardise(train.x, *(s.x for s in others), stats=stats)

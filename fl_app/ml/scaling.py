@@ -5,7 +5,8 @@ Where the statistics come from decides what record-level DP can promise: a holde
 mean and std change with every record, so removing one record rescales all the others
 and the per-record bound of DP-SGD no longer holds. `statistics_source` names the
 choice; record-level DP allows only "none" and "public" (fl_app.config.validate).
-Federated statistics, aggregated under the run's privacy mode, are the next source.
+Federated statistics (fl_app.ml.statistics), summed under the run's privacy mode, are
+the pooled data's, the same for every holder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from fl_app.ml.checks import DataError
 from fl_app.ml.features import Features
 
 PREPROCESSING = ("none", "standardize")
-STATISTICS_SOURCES = ("none", "public", "holder")  # federated (DP) statistics: later
+STATISTICS_SOURCES = ("none", "public", "holder")
+# DataSpec.stats of federated statistics: data is loaded unscaled, and each holder scales
+# it with the holders' summed statistics once they arrive (fl_app.ml.statistics)
+FEDERATED = "federated"
 
 
 def statistics_source(preprocess: str, stats_given: bool) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fl_app.crypto.integers import decrypt_digits, from_digit_sums
 from fl_app.crypto.keys import load_secret_context
 from fl_app.crypto.payload import decrypt_aggregate, to_payload
 from fl_app.crypto.presets import get_preset
 from fl_app.fl.factory import new_model
+from fl_app.fl.statistics import unpack
+from fl_app.ml.statistics import raw_input_model
 from fl_app.ops.apps import compose_for_app
-from fl_app.run.checkpoint import load_checkpoint, split_server_state
+from fl_app.run.checkpoint import load_checkpoint, load_statistics, split_server_state
 
 
 def decrypt_checkpoint(
@@ -32,15 +35,21 @@ def decrypt_checkpoint(
             "it was not written by an fl_app HE run, or its metadata was changed"
         )
     preset = get_preset(identity["he_preset"])
-    weights = decrypt_aggregate(load_secret_context(secret), preset, to_payload(arrays))
+    context = load_secret_context(secret)
+    weights = decrypt_aggregate(context, preset, to_payload(arrays))
     cfg = compose_for_app([f"task={identity['task']}", f"task.model={identity['model']}"], app_dir)
     if "model_args" in identity:  # the run's own architecture (checkpoints since issue 21)
         cfg.task.model_args = dict(identity["model_args"])
     net = new_model(cfg)
     net.set_weights(weights)
+    scaled = ""
+    if (statistics := load_statistics(checkpoint.parent)) is not None:  # raw inputs in
+        digits = decrypt_digits(context, preset, unpack(statistics["total"]))
+        net = raw_input_model(net, from_digit_sums(digits))
+        scaled = f", behind the federated statistics of {statistics['holders']} holders"
     out.parent.mkdir(parents=True, exist_ok=True)
     net.save(out)
     return (
         f"Wrote {out}: {identity['task']}/{identity['model']} after round "
-        f"{meta['completed_rounds']}"
+        f"{meta['completed_rounds']}{scaled}"
     )

@@ -11,11 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from fl_app.config import ModeFacts
 from fl_app.config.schema import AppConfig
+from fl_app.crypto.integers import from_digit_sums
+from fl_app.ml.statistics import raw_input_model
 from fl_app.privacy.report import privacy_report
+from fl_app.run.checkpoint import load_statistics
 from fl_app.run.history import RunHistory
 from fl_app.run.state import RunState
 
@@ -160,6 +164,9 @@ def _save_final_model(state: RunState, net: Any, run_dir: Path, trained: bool) -
     if not trained or state.encrypted:
         return None  # encrypted: the end-of-run summary says how to decrypt it
     net.set_weights(state.weights)
+    if (statistics := load_statistics(run_dir)) is not None:  # takes raw inputs
+        summed = from_digit_sums(np.frombuffer(statistics["total"], dtype="<i8"))
+        net = raw_input_model(net, summed)
     net.save(run_dir / MODEL_NAME)
     return str(run_dir / MODEL_NAME)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
@@ -12,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from fl_app.crypto.secret_files import write_private
+
 _META_KEY = "__meta__"
+STATISTICS_FILE = "statistics.json"  # a run's federated statistics, beside its checkpoint
 _ARRAY_PREFIX = "array_"
 
 
@@ -79,3 +83,21 @@ def split_server_state(
     for name, count in counts.items():
         state[name], start = arrays[start : start + count], start + count
     return weights, state
+
+
+def save_statistics(run_dir: Path, total: bytes, *, holders: int, encrypted: bool) -> None:
+    """The holders' summed federated statistics (ciphertexts under HE), 0600."""
+    record = {"holders": holders, "encrypted": encrypted, "total": base64.b64encode(total).decode()}
+    write_private(run_dir / STATISTICS_FILE, json.dumps(record).encode())
+
+
+def load_statistics(run_dir: Path) -> dict[str, Any] | None:
+    """`save_statistics`' record (its total as bytes), or None for a run without."""
+    path = run_dir / STATISTICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        return {**saved, "total": base64.b64decode(saved["total"])}
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is damaged: {type(err).__name__}: {err}") from err

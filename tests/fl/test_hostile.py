@@ -270,7 +270,7 @@ def test_a_client_left_out_of_a_round_is_told_apart_by_its_real_reason(keys, ans
     answers = {"ok": {"num-examples": 10, "num-eval-examples": 3}, "odd": answer}
     strategy = federated(
         "he", initial=initial, keys=keys, min_fit_clients=1,
-        counts=ExampleCounts(lambda rnd, asked: dict(answers), max_examples=10**6),
+        counts=ExampleCounts(lambda rnd, asked, config: dict(answers), max_examples=10**6),
     )  # fmt: skip
     kept = configured_fit(strategy, proxies)
     assert [proxy.cid for proxy, _ in kept] == ["ok"]

@@ -179,7 +179,7 @@ def test_plaintext_fedavg_takes_only_the_counts_clients_announced(caplog):
     announced = {f"c{i}": {"num-examples": 10, "num-eval-examples": 4} for i in range(3)}
     strategy = plain_fedavg(
         history=RunHistory(), initial_parameters=ndarrays_to_parameters([np.zeros(2)]),
-        example_counts=ExampleCounts(lambda rnd, asked: {p.cid: announced[p.cid] for p in asked},
+        example_counts=ExampleCounts(lambda rnd, asked, _: {p.cid: announced[p.cid] for p in asked},
                                      max_examples=10**6),
         min_fit_clients=2, min_available_clients=1,
     )  # fmt: skip

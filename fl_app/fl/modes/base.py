@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.common import FitRes, NDArrays, Parameters, Scalar, parameters_to_ndarrays
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
 from fl_app.config import ModeFacts
 from fl_app.config.schema import AppConfig
+from fl_app.crypto.integers import from_digit_sums, to_digits
 from fl_app.fl.example_counts import ExampleCounts
 from fl_app.fl.results import Failure, Screened, screen_plaintext
+from fl_app.fl.statistics import PlainDigitSum
 from fl_app.run.history import RunHistory
 
 Instructions = list[tuple[ClientProxy, Any]]  # (client, FitIns or EvaluateIns)
@@ -47,6 +50,14 @@ class Codec:
         """What is sent for `weights`; `weight` is the client's aggregation weight and
         `names` the weights' paths (for errors that name a layer)."""
         return weights
+
+    def encode_statistics(self, moments: np.ndarray, bound_to: str, config: dict) -> bytes:
+        """A holder's moments as they are sent (fl_app.fl.statistics): exact digits."""
+        return to_digits(moments).astype("<i8").tobytes()
+
+    def decode_statistics(self, total: bytes, config: dict[str, Scalar]) -> np.ndarray:
+        """The holders' summed moments from the total every instruction carries."""
+        return from_digit_sums(np.frombuffer(total, dtype="<i8"))
 
 
 @dataclass
@@ -100,6 +111,10 @@ class Aggregator:
     def evaluations(self, rnd: int, results: list, failures: list) -> tuple[list, list]:
         """The evaluation results that count (all of them here)."""
         return results, failures
+
+    def statistics_sum(self, length: int) -> PlainDigitSum:
+        """The sum of the holders' statistics digits (fl_app.fl.statistics)."""
+        return PlainDigitSum(length)
 
 
 class Mode:

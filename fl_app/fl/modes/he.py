@@ -12,9 +12,8 @@ One round, r >= 2, as this module sees it (fl_app.fl.strategy calls each step):
    announced n_k) and add the valid ones; `result`: the encrypted sum, its total weight
    sum(n_k) / R in the header, is the new global model.
 
-When most clients refuse the aggregate they received (only they can tell it is garbage:
-ciphertexts under another key behind a forged header decrypt to noise), its round is
-recorded as not aggregated and the previous global model is the global model again.
+A round whose aggregate most clients refuse (only they can tell garbage: another key's
+ciphertexts decrypt to noise) is not aggregated; the previous model stays global.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from flwr.server.strategy import FedAvg, Strategy
 
 from fl_app.config import ConfigError
 from fl_app.config.schema import AppConfig
+from fl_app.crypto.integers import decrypt_digits, encrypt_digits, from_digit_sums, to_digits
 from fl_app.crypto.keys import load_secret_context, require_preset, require_public
 from fl_app.crypto.packing import Layout
 from fl_app.crypto.payload import (
@@ -56,6 +56,7 @@ from fl_app.fl import protocol
 from fl_app.fl.modes.base import AggregateRefused, Aggregator, Codec, Mode, ServerSetup
 from fl_app.fl.results import Failure, Screened, dropped, split_refusals, weighted_mean_metrics
 from fl_app.fl.server_keys import ServerKeys
+from fl_app.fl.statistics import HEDigitSum, pack, unpack
 
 
 @lru_cache(maxsize=4)
@@ -101,6 +102,13 @@ class HECodec(Codec):
         except WeightBoundError as err:  # name the layer, not only the array's position
             raise ValueError(f"{names[err.index]}: {err}") from err
         return to_arrays(payload)
+
+    def encode_statistics(self, moments: Any, bound_to: str, config: dict) -> bytes:
+        digits = to_digits(moments)
+        return pack(encrypt_digits(self.context(config), self.preset, digits, bound_to))
+
+    def decode_statistics(self, total: bytes, config: dict[str, Scalar]) -> Any:
+        return from_digit_sums(decrypt_digits(self.context(config), self.preset, unpack(total)))
 
 
 class HEAggregator(Aggregator):
@@ -187,10 +195,12 @@ class HEAggregator(Aggregator):
         self._previous = (self.current, self.encrypted)
         self.current = ndarrays_to_parameters(to_arrays(total.result()))
         self.encrypted = True
-        metrics = weighted_mean_metrics(
-            [(res.num_examples, res.metrics) for _, res in screened.accepted]
-        )
-        return self.current, metrics
+        accepted = [(res.num_examples, res.metrics) for _, res in screened.accepted]
+        return self.current, weighted_mean_metrics(accepted)
+
+    def statistics_sum(self, length: int) -> HEDigitSum:
+        where = {protocol.SECRET_PATH_KEY: self._secret_path} if self._secret_path else {}
+        return HEDigitSum(self.public_context, self.preset, length, self.run_tag, where)
 
     def evaluations(self, rnd: int, results: list, failures: list) -> tuple[list, list]:
         """Evaluations, without those refusing the aggregate (none if most refuse it)."""

@@ -135,7 +135,7 @@ def test_server_refuses_a_private_context(keys):
     preset, secret, _ = keys
     with pytest.raises(ValueError, match="holds the HE secret key"):
         federated("he", initial=[np.zeros(3)], keys=(preset, secret, secret),
-                  counts=ExampleCounts(lambda rnd, asked: {}, max_examples=10))  # fmt: skip
+                  counts=ExampleCounts(lambda rnd, asked, _: {}, max_examples=10))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
