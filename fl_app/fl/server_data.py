@@ -3,17 +3,21 @@ before round 1 and the central evaluation of plaintext aggregates."""
 
 from __future__ import annotations
 
+import logging
+
 import keras
 from flwr.common import NDArrays, Scalar
 
 from fl_app.config.schema import AppConfig
-from fl_app.config.task import data_spec
+from fl_app.config.task import data_spec, federated_statistics, public_statistics
 from fl_app.fl.statistics import ServerStatistics
 from fl_app.ml.data import PartitionSpec, Split, load_server_test, pool_partitions
 from fl_app.ml.models import check_fits, evaluate
 from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
 from fl_app.ml.scaling import standardise
 from fl_app.ml.statistics import global_statistics
+
+logger = logging.getLogger(__name__)
 
 
 def check_task(cfg: AppConfig, net: keras.Model) -> None:
@@ -24,6 +28,13 @@ def check_task(cfg: AppConfig, net: keras.Model) -> None:
     record_dp = cfg.dp.enabled and cfg.dp.level == "record"
     if record_dp:
         refuse_batch_mixing(net)
+    private = cfg.task.preprocess == "standardize" and not public_statistics(cfg.task)
+    if private and not federated_statistics(cfg):
+        logger.warning(
+            "task.preprocess=standardize without task.preprocess_stats: each holder "
+            "scales with its own statistics (federated statistics need privacy=none or "
+            "he with a BFV preset, and no DP); the final model needs that scaling too"
+        )
     if cfg.federation.name != "simulation":
         return  # each SuperNode checks its own data when it builds the model (and DP-SGD
         # its state before its first step)

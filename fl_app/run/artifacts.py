@@ -144,6 +144,16 @@ def _combined(history: RunHistory, metric: str) -> str | None:
     return "mean of clients" if metric in means else "pooled"
 
 
+def _statistics_summary(cfg: AppConfig, run_dir: Path) -> dict[str, Any] | None:
+    """How `standardize` was scaled: federated (how many holders, whether encrypted),
+    public, or each holder's own; None without standardisation."""
+    if cfg.task.preprocess != "standardize":
+        return None
+    if (saved := load_statistics(run_dir)) is not None:
+        return {"source": "federated", "holders": saved["holders"], "encrypted": saved["encrypted"]}
+    return {"source": "public" if cfg.task.preprocess_stats else "holder"}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -211,6 +221,7 @@ def write_artifacts(
         checkpoint=str(state.checkpoint_path),
         encrypted=state.encrypted,
         model_params=net.count_params(),
+        statistics=_statistics_summary(cfg, run_dir),
         primary_metric=primary,
         higher_is_better=cfg.task.objective.higher_is_better,
     )

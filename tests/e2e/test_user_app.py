@@ -52,6 +52,23 @@ objective:
 """
 
 
+def raw_test_splits(app: Path, overrides: list[str], nodes: int) -> list:
+    """The simulated holders' test splits, unscaled (as fl_app loads them for federated
+    statistics), composed from `app` like its run."""
+    from fl_app.config.task import data_spec
+    from fl_app.ml.data import PartitionSpec, load_client_data
+    from fl_app.ops.apps import compose_for_app
+
+    cfg = compose_for_app(overrides, app)
+    data = data_spec(cfg.task, cfg.partition, federated=True)
+    spec = PartitionSpec.from_config(cfg.partition, nodes)
+    return [
+        load_client_data(data, spec, pid, server_test_fraction=cfg.task.server_test_fraction,
+                         client_test_fraction=cfg.task.client_test_fraction, seed=cfg.seed).test
+        for pid in range(nodes)
+    ]  # fmt: skip
+
+
 def new_app(path: Path) -> Path:
     """`fl-app new <path> --name mine`, checked."""
     made = subprocess.run([FL_APP, "new", str(path), "--name", "mine"], capture_output=True,
@@ -115,6 +132,15 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
         sys.path.remove(str(app))
     examples = {"vitals": np.zeros((2, 3), np.float32), "ward": np.array([1, 7])}
     assert net.predict(examples, verbose=0).shape == (2, 1)
+    # The holders standardised with federated statistics (summed encrypted before round
+    # 1): the decrypted model takes raw inputs, and on the clients' raw test rows it
+    # scores the AUC of the last federated evaluation.
+    assert "behind the federated statistics of 3 holders" in decrypted.stdout
+    tests = raw_test_splits(app, ["task=wards", "partition=natural", "partition.by=site_code"], 3)
+    raw_x = {k: np.concatenate([t.x[k] for t in tests]) for k in tests[0].x}
+    auc = keras.metrics.AUC()
+    auc.update_state(np.concatenate([t.y for t in tests]), net.predict(raw_x, verbose=0))
+    assert float(auc.result()) == pytest.approx(summary["final_metric"], abs=1e-6)
     # BatchNormalization's moving statistics were federated: they left their initial values
     initial = {w.path.split("/", 1)[-1]: np.asarray(w) for w in build().weights}
     trained = {w.path.split("/", 1)[-1]: np.asarray(w) for w in net.weights}
