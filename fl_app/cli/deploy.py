@@ -25,7 +25,21 @@ def _export(args: argparse.Namespace) -> int:
         server_test_fraction=cfg.task.server_test_fraction, seed=cfg.seed, file_format=args.format,
     )  # fmt: skip
     print(f"Wrote {len(paths)} files to {args.out}: {paths[0].name} .. {paths[-1].name}")
+    print(f"Rows: {rows_of(paths, cfg)}")
     return 0
+
+
+def rows_of(paths: list[Path], cfg) -> str:
+    """Where every row of the source went: each file's, and the server's test set."""
+    from fl_app.config.task import data_spec
+    from fl_app.ml.data import pool_and_server_test
+    from fl_app.ml.node_files import check_node_files
+
+    data = data_spec(cfg.task, cfg.partition)
+    held = len(pool_and_server_test(data, cfg.task.server_test_fraction, cfg.seed)[1])
+    counts = check_node_files(paths, data)
+    each = ", ".join(f"{p.name} {n}" for p, n in zip(paths, counts, strict=True))
+    return f"{each}; {held} held out for the server's test set (task.server_test_fraction)"
 
 
 def _federation(args: argparse.Namespace) -> int:
@@ -38,12 +52,17 @@ def _federation(args: argparse.Namespace) -> int:
         stopped = deploy.down(args.dir)
         print(f"Stopped {', '.join(stopped) or 'nothing (no running processes)'}")
         return 0
-    spec = PartitionSpec(args.partition, args.nodes, alpha=args.alpha, by=args.by)
+    files = node_files(args.data)
+    nodes = args.nodes or len(files) or 2
+    if files and args.nodes and args.nodes != len(files):
+        raise SystemExit(f"--nodes {args.nodes} is invalid: --data gives {len(files)} files")
+    spec = PartitionSpec(args.partition, nodes, alpha=args.alpha, by=args.by)
     chosen = [f"task={args.task}", f"partition={args.partition}", f"partition.by='{args.by}'"]
     cfg = compose_for_app(chosen, args.app)
     info = deploy.up(
         args.dir,
-        num_nodes=args.nodes,
+        files=files or None,
+        num_nodes=nodes,
         task=args.task,
         data=data_spec(cfg.task, cfg.partition),
         partition=spec,
@@ -51,18 +70,35 @@ def _federation(args: argparse.Namespace) -> int:
         port=args.port,
         warm=not args.cold,
     )
+    rows = info["data"]
+    print(f"Data: {sum(rows.values())} rows, every one on a node: "
+          + ", ".join(f"{Path(f).name} {n}" for f, n in rows.items()))  # fmt: skip
     print(
-        f"SuperLink {info['address']} (TLS, node auth) with {args.nodes} SuperNodes; logs in "
+        f"SuperLink {info['address']} (TLS, node auth) with {nodes} SuperNodes; logs in "
         f"{args.dir / 'logs'}; connection '{info['connection']}' in "
         f"{info['flwr_home']}/config.toml. Train with:"
     )
     overrides = (
-        f"federation=deployment federation.num_supernodes={args.nodes} task={args.task} "
+        f"federation=deployment federation.num_supernodes={nodes} task={args.task} "
         f"he.preset={args.preset} he.public_context={info['public_context']}"
     )
     print(f"  flwr run . {info['connection']} --stream --run-config \"overrides='{overrides}'\"")
     print(f"Stop it with: fl-app federation down --dir {args.dir}")
     return 0
+
+
+def node_files(given: list[Path]) -> list[Path]:
+    """`--data`: files as given, a directory as its .npz/.csv/.parquet files, sorted."""
+    files: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".npz", ".csv", ".parquet"))
+            if not found:
+                raise SystemExit(f"--data {path}: no .npz, .csv or .parquet file in it")
+            files += found
+        else:
+            files.append(path)
+    return files
 
 
 def _warm_superexec(args: argparse.Namespace) -> int:
@@ -128,7 +164,13 @@ def add_federation_commands(commands: argparse._SubParsersAction) -> None:
     )
     federation.add_argument("action", choices=["up", "down"])
     federation.add_argument("--dir", type=Path, required=True, help="keys, data, logs, PIDs")
-    federation.add_argument("--nodes", type=int, default=2)
+    federation.add_argument(
+        "--nodes", type=int, default=None, help="default: 2, or one per --data file"
+    )
+    federation.add_argument(
+        "--data", nargs="+", type=Path, default=[],
+        help="your own node files (a directory of them, or the files): one per SuperNode",
+    )  # fmt: skip
     federation.add_argument("--task", default="digits")
     federation.add_argument("--app", type=Path, default=None, help=APP_HELP)
     federation.add_argument("--partition", default="iid", choices=["iid", "dirichlet", "natural"])

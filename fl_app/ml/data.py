@@ -82,6 +82,8 @@ def _pool_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row numbers of the source's clients' pool and of the server's test set."""
     rows = Split(*load_source(data))
+    if server_test_fraction == 0:  # nothing held out: every row is a holder's
+        return np.arange(len(rows)), np.arange(0)
     if data.classification:
         labels, counts = np.unique(rows.y, return_counts=True)
         if counts.min() < 2:

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fl_app.ml.checks import DataError, checked
-from fl_app.ml.columns import COLUMN_SOURCES, column_names
+from fl_app.ml.columns import COLUMN_SOURCES, TABLE, column_names
 from fl_app.ml.data import (
     ClientData,
     PartitionSpec,
@@ -17,7 +17,7 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.features import Features
+from fl_app.ml.features import Features, describe
 from fl_app.ml.sources import DataSpec, table
 
 # Sources whose column names a node's CSV or Parquet file keeps (their source_args).
@@ -164,3 +164,28 @@ def load_node_data(
     )
     train, test = preprocess(data, rows.take(train_rows), rows.take(test_rows))
     return ClientData(train=train, test=test)
+
+
+def check_node_files(paths: list[Path], data: DataSpec | str) -> list[int]:
+    """Check a federation's own node files before anything starts: each one readable as
+    the task's data, all with the same columns (table files) and the same example shapes
+    and dtypes as the first; DataError naming the file that differs. Rows per file."""
+    data = DataSpec.of(data)
+    if not paths:
+        raise DataError("no node files given: allowed one .npz, .csv or .parquet per node")
+    first, rows = None, []
+    for path in paths:
+        split = read_data_file(path, data)
+        columns = column_names(TABLE, {"path": str(path)}) if path.suffix != ".npz" else []
+        form = (path.suffix == ".npz", columns, describe(split.x), str(split.y.dtype))
+        if first is None:
+            first = (path, form)
+        elif form != first[1]:
+            raise DataError(
+                f"{path} differs from {first[0]}: columns {columns or '(npz)'}, examples "
+                f"{form[2]}, targets {form[3]} against {first[1][1] or '(npz)'}, "
+                f"{first[1][2]}, {first[1][3]}: every node's file needs the same columns "
+                "and dtypes"
+            )
+        rows.append(len(split))
+    return rows

@@ -20,7 +20,7 @@ import tomli_w
 from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
 from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY
 from fl_app.ml.data import PartitionSpec
-from fl_app.ml.node_files import export_partitions
+from fl_app.ml.node_files import check_node_files, export_partitions
 from fl_app.ml.sources import DataSpec
 from fl_app.ops import procs
 from fl_app.ops.flower import (
@@ -98,9 +98,12 @@ def up(
     seed: int = 42,
     port: int | None = None,
     warm: bool = True,
+    files: list[Path] | None = None,
 ) -> dict:
     """Provision and start a local TLS + node-auth federation whose SuperNodes each hold a
-    partition of `data` (default: the bundled set `task`); return its description."""
+    partition of `data` (default: the bundled set `task`), or with `files`, one of the
+    user's own files each (checked first); return its description. Every row of the
+    source goes to a node: the server of a deployment holds no test set of its own."""
     where = FederationDirs.at(root.resolve())
     if where.state.exists():
         raise RuntimeError(f"{where.root} already runs a federation; run `down` first")
@@ -110,11 +113,17 @@ def up(
     home = flwr_home()
     # A privacy product's federation does not report usage to a third party.
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"}
+    if files:  # the user's own: refused before anything starts if they do not fit
+        files = [Path(f).resolve() for f in files]
+        rows = check_node_files(files, data or task)
     tls = make_tls(where.tls, ["127.0.0.1", "localhost"], force=True)
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
-    spec = partition or PartitionSpec("iid", num_nodes)
-    files = export_partitions(data or task, spec, where.data, server_test_fraction=0.2, seed=seed)
+    if not files:
+        spec = partition or PartitionSpec("iid", num_nodes)
+        files = export_partitions(data or task, spec, where.data, server_test_fraction=0.0,
+                                  seed=seed)  # fmt: skip
+        rows = check_node_files(files, data or task)
     pids: dict[str, int] = {}
     try:
         pids["superlink"] = _start_superlink(where, tls, port, env)
@@ -132,8 +141,9 @@ def up(
         "address": f"127.0.0.1:{port}",
         "root_certificates": str(tls.ca_cert),
         "public_context": str(where.he / PUBLIC_NAME),
-        "num_nodes": num_nodes,
+        "num_nodes": len(files),
         "task": task,
+        "data": {str(f): n for f, n in zip(files, rows, strict=True)},  # rows per node
         "pids": pids,
         "flwr_home": str(home),
     }

@@ -155,8 +155,10 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
 
 
 def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeypatch):
-    """`fl-app federation up --task mine` in the app's directory, then `flwr run .`: the FAB
-    carries the task module to two TLS, node-authenticated SuperNodes holding its files."""
+    """The user's own per-site Parquet files (`fl-app export-partitions` writes them here;
+    every row accounted for) behind `federation up --data`, then `flwr run .`: the FAB
+    carries the task module to two TLS, node-authenticated SuperNodes holding the files,
+    which standardise with federated statistics summed encrypted."""
     from fl_app.config.task import data_spec
     from fl_app.ops import local_deployment as deploy
     from fl_app.ops.apps import compose_for_app
@@ -166,11 +168,21 @@ def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeyp
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr_home"))
     monkeypatch.setattr(sys, "path", list(sys.path))  # compose_for_app adds the app
     out = tmp_path / "out"
+    sites = tmp_path / "sites"
+    exported = subprocess.run(
+        [FL_APP, "export-partitions", "--task", "mine", "--num-partitions", "2", "--format",
+         "parquet", "--out", str(sites), "--app", str(app), "task.server_test_fraction=0.1"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert "held out for the server's test set" in exported.stdout, exported.stdout
+    files = sorted(sites.glob("*.parquet"))
     try:
         info = deploy.up(
-            tmp_path / "fed", num_nodes=2, task="mine",
+            tmp_path / "fed", num_nodes=2, task="mine", files=files,
             data=data_spec(compose_for_app(["task=mine"], app).task),
         )  # fmt: skip
+        assert list(info["data"]) == [str(f) for f in files]
         overrides = (
             "federation=deployment federation.num_supernodes=2 task=mine "
             f"he.public_context={info['public_context']}"
@@ -185,3 +197,4 @@ def test_a_user_app_deploys_its_task_module_to_real_supernodes(tmp_path, monkeyp
     assert summary["task"] == "mine" and summary["encrypted"] is True
     assert summary["rounds_completed"] == 1 and summary["primary_metric"] == "auc"
     assert not (out / "keys").exists()  # the server never had the secret context
+    assert summary["statistics"] == {"source": "federated", "holders": 2, "encrypted": True}

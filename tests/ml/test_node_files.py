@@ -56,3 +56,26 @@ def test_wrong_shapes_and_labels_are_refused(tmp_path):
     np.savez(tmp_path / "labels.npz", x=np.zeros((5, 30)), y=np.full(5, 3))
     with pytest.raises(ValueError, match=r"labels must be integers 0\.\.1"):
         read_data_file(tmp_path / "labels.npz", "breast_cancer")
+
+
+def test_node_files_of_a_federation_must_agree_and_the_one_that_differs_is_named(tmp_path):
+    import pandas as pd
+
+    from fl_app.ml.checks import DataError
+    from fl_app.ml.node_files import check_node_files
+
+    rng = np.random.default_rng(0)
+    frames = [pd.DataFrame(rng.normal(size=(20, 30)), columns=[f"f{i}" for i in range(30)])
+              for _ in range(3)]  # fmt: skip
+    for frame in frames:
+        frame["label"] = rng.integers(0, 2, size=20)
+    paths = [tmp_path / f"site_{i}.parquet" for i in range(3)]
+    for frame, path in zip(frames, paths, strict=True):
+        frame.to_parquet(path)
+    assert check_node_files(paths, "breast_cancer") == [20, 20, 20]
+    frames[2].rename(columns={"f3": "f3_renamed"}).to_parquet(paths[2])
+    with pytest.raises(DataError, match=r"site_2\.parquet differs from .*site_0\.parquet"):
+        check_node_files(paths, "breast_cancer")
+    frames[2].assign(label=frames[2]["label"].astype("float64")).to_parquet(paths[2])
+    with pytest.raises(DataError, match="site_2"):
+        check_node_files(paths, "breast_cancer")
