@@ -187,7 +187,7 @@ def test_configuration_reference_gives_every_key_a_meaning_and_its_range():
     assert listed["train.local_epochs"].allowed == "an integer >= 1"
     assert listed["train.local_epochs"].default == "`2`"
     assert listed["task.client_test_fraction"].allowed == "a number in (0, 1)"
-    assert "share held out" in listed["task.client_test_fraction"].meaning  # shared comment
+    assert "federated evaluation" in listed["task.client_test_fraction"].meaning
     assert "round r+1's fit" in listed["strategy.evaluate_with_fit"].meaning  # continued
     assert listed["strategy.centralized_evaluation"].default == "`null`"
     assert listed["task.name"].default == "`digits` (`task=digits`)"

@@ -70,6 +70,12 @@ def _federation(args: argparse.Namespace) -> int:
         port=args.port,
         warm=not args.cold,
     )
+    _print_federation(info, nodes, args)
+    return 0
+
+
+def _print_federation(info: dict, nodes: int, args: argparse.Namespace) -> None:
+    """Where every row went, what runs where, and the `flwr run` line."""
     rows = info["data"]
     print(f"Data: {sum(rows.values())} rows, every one on a node: "
           + ", ".join(f"{Path(f).name} {n}" for f, n in rows.items()))  # fmt: skip
@@ -84,7 +90,6 @@ def _federation(args: argparse.Namespace) -> int:
     )
     print(f"  flwr run . {info['connection']} --stream --run-config \"overrides='{overrides}'\"")
     print(f"Stop it with: fl-app federation down --dir {args.dir}")
-    return 0
 
 
 def node_files(given: list[Path]) -> list[Path]:
@@ -159,6 +164,10 @@ def add_federation_commands(commands: argparse._SubParsersAction) -> None:
         "override", nargs="*", help="further Hydra overrides, e.g. partition.alpha=0.3 seed=1"
     )
     export.set_defaults(handler=_export)
+    _add_federation_command(commands)
+
+
+def _add_federation_command(commands: argparse._SubParsersAction) -> None:
     federation = commands.add_parser(
         "federation", help="start/stop a local TLS + node-auth federation on 127.0.0.1"
     )

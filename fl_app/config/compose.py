@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fl_app.config.errors import ConfigError
-from fl_app.config.schema import AppConfig  # (importing it registers the schemas)
+from fl_app.config.modes import evaluates_centrally
+from fl_app.config.schema import SERVER_TEST_SHARE, AppConfig  # (registers the schemas)
 from fl_app.config.validate import validate
 
 # fl_app's config is package data, found the same way from a source checkout and from an
@@ -122,8 +123,12 @@ def compose_config(
 
 
 def typed(cfg: DictConfig) -> AppConfig:
-    """A validated composed config as the schema's dataclasses."""
-    return OmegaConf.to_object(cfg)
+    """A validated composed config as the schema's dataclasses, with the defaults that
+    depend on other keys resolved (task.server_test_fraction)."""
+    out = OmegaConf.to_object(cfg)
+    if isinstance(out, AppConfig) and out.task.server_test_fraction is None:
+        out.task.server_test_fraction = SERVER_TEST_SHARE if evaluates_centrally(cfg) else 0.0
+    return out
 
 
 UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")

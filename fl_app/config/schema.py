@@ -28,6 +28,9 @@ class ObjectiveConfig:
     higher_is_better: bool = True  # direction of `primary` (false for loss, mse, mae)
 
 
+SERVER_TEST_SHARE = 0.2  # task.server_test_fraction's default where the server evaluates
+
+
 @dataclass
 class TaskConfig:
     """A task plug-in: model + data + objective (conf/task/*.yaml; docs: "Your own task")."""
@@ -47,8 +50,10 @@ class TaskConfig:
     # documented ones); null = each holder's own (private: refused under dp.level=record)
     preprocess_stats: Any = None
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    # share held out for the server's test set, and of each partition kept for local eval
-    server_test_fraction: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
+    # share held out for the server's test set (null: 0.2 when the server evaluates
+    # centrally, else 0: nothing is held out that nobody would use)
+    server_test_fraction: float | None = ranged(None, low=0, high=1, high_open=True)
+    # share of each partition its holder keeps for federated evaluation
     client_test_fraction: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fl_app.config.errors import ConfigError, require
-from fl_app.config.modes import mode_of
+from fl_app.config.modes import evaluates_centrally, mode_of
 from fl_app.config.ranges import check_schema
 from fl_app.config.schema import AppConfig, SweepConfig
 from fl_app.config.task import public_statistics
@@ -35,7 +35,8 @@ def validate(cfg: DictConfig) -> None:
     """Fail before any training on a key the schema lacks, a number outside its declared
     range (both from the schema, for every field), and values that cannot work together."""
     check_schema(cfg, SweepConfig if "quiet" in cfg else AppConfig)
-    for check in (_task, _train, _strategy, _partition, *mode_of(cfg).checks, _he, _fault, _dp):
+    checks = (_task, _server_test, _train, _strategy, _partition, *mode_of(cfg).checks)
+    for check in (*checks, _he, _fault, _dp):
         check(cfg)
     _federation(cfg)
     require(cfg.log_level in LOG_LEVELS, "log_level", cfg.log_level, f"one of {LOG_LEVELS}")
@@ -111,6 +112,14 @@ def _train(cfg: DictConfig) -> None:
 def _strategy(cfg: DictConfig) -> None:
     target = cfg.strategy.algorithm.get("_target_", "")
     _importable("strategy.algorithm._target_", target, ())
+
+
+def _server_test(cfg: DictConfig) -> None:
+    share = cfg.task.server_test_fraction
+    require(
+        share != 0 or not evaluates_centrally(cfg), "task.server_test_fraction", share,
+        "> 0 while the server evaluates centrally (strategy.centralized_evaluation)",
+    )  # fmt: skip
 
 
 def _partition(cfg: DictConfig) -> None:

@@ -11,7 +11,7 @@ from flwr.common import NDArrays, Scalar
 from fl_app.config.schema import AppConfig
 from fl_app.config.task import data_spec, federated_statistics, public_statistics
 from fl_app.fl.statistics import ServerStatistics
-from fl_app.ml.data import PartitionSpec, Split, load_server_test, pool_partitions
+from fl_app.ml.data import PartitionSpec, Split, load_server_test, pool_partitions, sample_rows
 from fl_app.ml.models import check_fits, evaluate
 from fl_app.ml.per_record import refuse_batch_mixing, refuse_untrained_state
 from fl_app.ml.scaling import standardise
@@ -42,7 +42,7 @@ def check_task(cfg: AppConfig, net: keras.Model) -> None:
     if cfg.partition.name == "natural":  # one partition per site: as many as SuperNodes?
         spec = PartitionSpec.from_config(cfg.partition, cfg.federation.num_supernodes)
         pool_partitions(data, cfg.task.server_test_fraction, spec, cfg.seed)
-    test = load_server_test(data, cfg.task.server_test_fraction, cfg.seed)
+    test = sample_rows(data, cfg.task.server_test_fraction, cfg.seed)
     check_fits(net, test, dry_run=True)
     if record_dp:
         refuse_untrained_state(net, test.take(slice(0, 8)).x)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.ml.features import Features, num_rows
+from fl_app.ml.features import Features, as_text, is_text, num_rows
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -52,7 +52,8 @@ def check_features(where: str, x: Features) -> None:
             raise DataError(f"{what} is a single value; allowed one row per example")
         if len(array) == 0:
             raise DataError(f"{where} has no rows; allowed at least one example")
-        _require_real(what, array)
+        if not is_text(array):  # text goes to a string input (fl_app.ml.features)
+            _require_real(what, array)
         rows.add(len(array))
     if len(rows) > 1:
         raise DataError(f"{where}: named inputs have {sorted(rows)} rows; allowed the same")
@@ -75,6 +76,10 @@ def _require_real(what: str, array: np.ndarray) -> None:
             f"{what} hold NaN, infinite or out-of-range values (|x| > {FLOAT32_MAX:.3g}); "
             "allowed finite float32 numbers"
         )
+
+
+def _text_as_object(array: np.ndarray) -> np.ndarray:
+    return as_text(array) if is_text(array) else array
 
 
 def as_labels(source: str, y: np.ndarray) -> np.ndarray:
@@ -109,8 +114,34 @@ def checked(
 ) -> tuple[Features, np.ndarray]:
     """`x` and `y` as arrays that can be trained on, or DataError naming `where`:
     real, finite features with one target per row; integer labels for classification."""
-    x = {str(k): np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
+    x = (
+        {str(k): _text_as_object(np.asarray(v)) for k, v in x.items()}
+        if isinstance(x, Mapping)
+        else np.asarray(x)
+    )
     check_features(where, x)
     y = np.asarray(y)
     check_targets(where, y, num_rows(x))
     return x, as_labels(where, y) if classification else y.astype(np.float32)
+
+
+def check_text_inputs(inputs: list[Any], x: Features) -> None:
+    """Text only to a model input of dtype "string", and numbers never to one: refused
+    before training with the fix (a functional model's `inputs`, matched by name)."""
+    arrays = x if isinstance(x, dict) else {t.name: x for t in inputs[:1]}
+    for tensor in inputs:
+        array = arrays.get(tensor.name)
+        if array is None:
+            continue
+        wants_text, text = "string" in str(tensor.dtype), is_text(np.asarray(array[:1]))
+        if text and not wants_text:
+            raise ValueError(
+                f"task.model input {tensor.name!r} takes {tensor.dtype}; the data's are text: "
+                "give it keras.Input(..., dtype='string') and a Hashing, StringLookup or "
+                "TextVectorization layer, or encode the column as numbers"
+            )
+        if wants_text and not text:
+            raise ValueError(
+                f"task.model input {tensor.name!r} takes strings; the data's are "
+                f"{np.asarray(array).dtype} numbers"
+            )

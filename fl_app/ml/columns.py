@@ -11,9 +11,14 @@ import numpy as np
 from datasets import Dataset
 
 from fl_app.ml.checks import DataError
-from fl_app.ml.features import Features, gather
+from fl_app.ml.features import Features, gather, is_text
 
 Columns = list[str] | tuple[str, ...] | None
+TEXT_HINT = (
+    " here (text or categories go to a named model input of dtype 'string' through "
+    "source_args.inputs, whose own Hashing, StringLookup or TextVectorization layer encodes "
+    "them; or encode the column as numbers yourself)"
+)
 Inputs = Mapping[str, str | list[str]] | None
 
 
@@ -40,16 +45,19 @@ def select(
         shown = ", ".join(map(str, columns[:8])) + ("..." if len(columns) > 8 else "")
         raise DataError(f"{where} has no {missing[0]!r} column (columns: {shown})")
 
-    def numeric(name: str) -> np.ndarray:
+    def numeric(name: str, text: bool = False) -> np.ndarray:
         values = np.asarray(column(name))
+        if text and is_text(values):
+            return values  # to a model input of dtype "string"
         if values.dtype.kind not in "biuf":
             raise DataError(
                 f"{where}: column {name!r} holds {values.dtype} values; allowed numbers"
+                + (TEXT_HINT if is_text(values) or values.dtype.kind == "O" else "")
             )
         return values
 
     if inputs:
-        return gather(numeric, inputs), numeric(target)
+        return gather(lambda name: numeric(name, text=True), inputs), numeric(target)
     dropped = {target, *(exclude or [])}
     features = list(features) if features else [c for c in columns if c not in dropped]
     if not features:

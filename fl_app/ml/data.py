@@ -171,3 +171,10 @@ def load_server_test(data: DataSpec | str, server_test_fraction: float, seed: in
     """The held-out set for centralised evaluation (plaintext mode only)."""
     _, test = pool_and_server_test(data, server_test_fraction, seed)
     return preprocess(data, test)[0]
+
+
+def sample_rows(data: DataSpec | str, server_test_fraction: float, seed: int) -> Split:
+    """Rows for the server's checks of model and data (simulation): its test set, or
+    when nothing is held out, the pool's first rows, preprocessed alike."""
+    pool, test = pool_and_server_test(data, server_test_fraction, seed)
+    return preprocess(data, test if len(test) else pool.take(slice(0, 64)))[0]

@@ -3,7 +3,9 @@ named inputs (Keras matches the dict's keys to its `Input` names).
 
 Integer arrays (token or category ids into an `Embedding`) keep their integer dtype end
 to end: sources, partitions, node files, preprocessing (which scales only floating-point
-inputs) and training.
+inputs) and training. Text arrays (categorical codes, free text) pass through the same
+way, as str, to a model input of dtype "string" whose own Keras layers (`Hashing`,
+`StringLookup`, `TextVectorization`) encode them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,25 @@ def describe(x: Features) -> str:
 
 
 def typed(array: np.ndarray) -> np.ndarray:
-    """Integer and boolean columns as int64 (ids stay exact), everything else float32."""
+    """Integer and boolean columns as int64 (ids stay exact), text as str (for a model
+    input of dtype "string": its own Keras layers encode it), everything else float32."""
     array = np.asarray(array)
+    if is_text(array):
+        return as_text(array)
     return array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
+
+
+def as_text(array: np.ndarray) -> np.ndarray:
+    """Text as an object array of Python str: what Keras takes for a string input
+    (it refuses numpy's fixed-width unicode arrays)."""
+    return np.asarray(array).astype(str).astype(object)
+
+
+def is_text(array: np.ndarray) -> bool:
+    """Whether `array` holds strings (str, bytes, or objects that all are str)."""
+    if array.dtype.kind in "US":
+        return True
+    return array.dtype.kind == "O" and all(isinstance(v, str) for v in array.ravel())
 
 
 def gather(
@@ -66,7 +84,7 @@ def fingerprint(x: Features, y: np.ndarray) -> str:
     digest = hashlib.sha256()
     arrays = sorted(x.items()) if isinstance(x, dict) else [("", x)]
     for name, array in [*arrays, ("\0targets", y)]:
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array.astype(str) if array.dtype.kind == "O" else array)
         digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()

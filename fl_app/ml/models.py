@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from fl_app.ml.architectures import BUILTIN_MODELS
-from fl_app.ml.checks import TaskError, check_builder_arguments
+from fl_app.ml.checks import TaskError, check_builder_arguments, check_text_inputs
 from fl_app.ml.data import Split
 from fl_app.ml.features import Features, describe, take
 from fl_app.ml.objective import Objective
@@ -87,9 +87,8 @@ def check_fits(net: keras.Model, data: Split, *, dry_run: bool = False) -> None:
             )
     if not dry_run:
         return
-    two = data.take(slice(0, 2))
     try:
-        net.evaluate(two.x, targets_of(net, two), verbose=0)
+        evaluate(net, data.take(slice(0, 2)), batch_size=2)
     except ValueError as err:  # Keras names the unknown identifier
         raise ValueError(f"task.objective: {err}") from err
 
@@ -111,6 +110,7 @@ def _check_inputs(net: keras.Model, x: Features) -> None:
             f"{sorted(given) if isinstance(x, dict) else 'one array'} (map columns to "
             "inputs with source_args.inputs)"
         )
+    check_text_inputs(net.inputs, x)
     for name, shape in expected.items():
         if not _shape_fits(shape, given[name]):
             where = f"input {name!r} " if len(expected) > 1 else ""

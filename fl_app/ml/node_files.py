@@ -17,7 +17,7 @@ from fl_app.ml.data import (
     pool_partitions,
     preprocess,
 )
-from fl_app.ml.features import Features, describe
+from fl_app.ml.features import Features, describe, is_text
 from fl_app.ml.sources import DataSpec, table
 
 # Sources whose column names a node's CSV or Parquet file keeps (their source_args).
@@ -57,8 +57,9 @@ def export_partitions(
 
 
 def _npz_arrays(part: Split) -> dict[str, np.ndarray]:
-    if isinstance(part.x, dict):
-        return {**{NAMED_PREFIX + k: v for k, v in part.x.items()}, "y": part.y}
+    if isinstance(part.x, dict):  # text as fixed-width unicode: NPZ holds no objects
+        named = {NAMED_PREFIX + k: v.astype(str) if is_text(v) else v for k, v in part.x.items()}
+        return {**named, "y": part.y}
     return {"x": part.x, "y": part.y}
 
 

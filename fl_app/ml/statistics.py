@@ -90,10 +90,14 @@ def scaled_with(data: ClientData, total: bytes, values: Callable[[], np.ndarray]
 
 def raw_input_model(net: keras.Model, summed_moments: np.ndarray) -> keras.Model:
     """`net` taking raw inputs: behind the global statistics of `summed_moments`."""
-    like = keras.tree.map_structure(
-        lambda t: np.zeros((1, *(d or 1 for d in t.shape[1:])), dtype=t.dtype), net.input
-    )
+    like = keras.tree.map_structure(_one_row, net.input)
     return with_normalization(net, global_statistics(summed_moments, like))
+
+
+def _one_row(tensor: Any) -> np.ndarray:
+    shape = (1, *(d or 1 for d in tensor.shape[1:]))
+    text = "string" in str(tensor.dtype)
+    return np.full(shape, "", dtype=object) if text else np.zeros(shape, dtype=tensor.dtype)
 
 
 def with_normalization(net: keras.Model, stats: Any) -> keras.Model:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomli_w
 
 from fl_app.crypto.keys import PUBLIC_NAME, SECRET_NAME, generate_keys
 from fl_app.fl.protocol import NODE_DATA_KEY, NODE_SECRET_KEY
@@ -31,7 +28,7 @@ from fl_app.ops.flower import (
     path_with_flower,
     wait_healthy,
 )
-from fl_app.ops.provision import TlsFiles, make_tls, register_fresh_node_keys
+from fl_app.ops.provision import TlsFiles, make_tls, register_fresh_node_keys, write_connection
 
 CONNECTION = "fl-app-local"
 
@@ -74,19 +71,6 @@ def start_process(name: str, command: list[str], where: FederationDirs, env: dic
     return process.pid
 
 
-def write_connection(name: str, address: str, ca_cert: Path, home: Path) -> Path:
-    """Add (or replace) one SuperLink connection in FLWR_HOME/config.toml."""
-    path = home / "config.toml"
-    config = tomllib.loads(path.read_text()) if path.exists() else {}
-    superlink = config.setdefault("superlink", {})
-    superlink.setdefault("default", "local")
-    superlink.setdefault("local", {"address": ":local:"})
-    superlink[name] = {"address": address, "root-certificates": str(ca_cert)}
-    home.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps(config))
-    return path
-
-
 def up(
     root: Path,
     *,
@@ -113,17 +97,12 @@ def up(
     home = flwr_home()
     # A privacy product's federation does not report usage to a third party.
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"}
-    if files:  # the user's own: refused before anything starts if they do not fit
-        files = [Path(f).resolve() for f in files]
-        rows = check_node_files(files, data or task)
+    files, rows = _node_data(
+        where, files, data or task, partition or PartitionSpec("iid", num_nodes), seed
+    )
     tls = make_tls(where.tls, ["127.0.0.1", "localhost"], force=True)
     if not (where.he / PUBLIC_NAME).exists():
         generate_keys(where.he, preset)
-    if not files:
-        spec = partition or PartitionSpec("iid", num_nodes)
-        files = export_partitions(data or task, spec, where.data, server_test_fraction=0.0,
-                                  seed=seed)  # fmt: skip
-        rows = check_node_files(files, data or task)
     pids: dict[str, int] = {}
     try:
         pids["superlink"] = _start_superlink(where, tls, port, env)
@@ -149,6 +128,22 @@ def up(
     }
     where.state.write_text(json.dumps(description, indent=2) + "\n")
     return description
+
+
+def _node_data(
+    where: FederationDirs,
+    files: list[Path] | None,
+    data: DataSpec | str,
+    spec: PartitionSpec,
+    seed: int,
+) -> tuple[list[Path], list[int]]:
+    """The nodes' files and their rows: the user's own, refused before anything starts if
+    they do not fit; else exported, every row on a node (no server test set: HE)."""
+    if files:
+        files = [Path(f).resolve() for f in files]
+    else:
+        files = export_partitions(data, spec, where.data, server_test_fraction=0.0, seed=seed)
+    return files, check_node_files(files, data)
 
 
 def _start_superlink(where: FederationDirs, tls: TlsFiles, port: int, env: dict[str, str]) -> int:

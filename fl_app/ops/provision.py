@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -160,3 +162,16 @@ def register_fresh_node_keys(cli: FlowerCLI, key_dir: Path, count: int) -> list[
             raise RuntimeError(f"registering node{index} failed: {registered.stdout[-500:]}")
         keys.append(private)
     return keys
+
+
+def write_connection(name: str, address: str, ca_cert: Path, home: Path) -> Path:
+    """Add (or replace) one SuperLink connection in FLWR_HOME/config.toml."""
+    path = home / "config.toml"
+    config = tomllib.loads(path.read_text()) if path.exists() else {}
+    superlink = config.setdefault("superlink", {})
+    superlink.setdefault("default", "local")
+    superlink.setdefault("local", {"address": ":local:"})
+    superlink[name] = {"address": address, "root-certificates": str(ca_cert)}
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(config))
+    return path

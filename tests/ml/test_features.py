@@ -229,7 +229,9 @@ def test_the_scaffolds_own_task_composes_from_its_conf_and_trains(tmp_path, monk
     )  # fmt: skip  (run in the app's directory: its conf/ and module are found)
     assert exported.returncode == 0, exported.stderr[-2000:]
     rows = read_data_file(tmp_path / "nodes" / "partition_1.parquet", data_spec(cfg.task))
-    assert rows.x.shape[1:] == (4,) and len(rows) == 120  # 300 rows - 20 %, / 2
+    # 300 rows / 2: under HE (the default) nothing is held out for the server
+    assert rows.x.shape[1:] == (4,) and len(rows) == 150
+    assert "partition_1.parquet 150; 0 held out" in exported.stdout
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         new_app(tmp_path / "app", "clinic")
     with pytest.raises(ValueError, match="name='Clinic' is invalid"):

@@ -11,8 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
-from fl_app.ops.local_deployment import write_connection
-from fl_app.ops.provision import make_node_key, make_tls
+from fl_app.ops.provision import make_node_key, make_tls, write_connection
 
 
 def mode(path) -> int:
