@@ -21,14 +21,19 @@ FL_APP = str(Path(sys.executable).parent / "fl-app")
 
 WARDS_TASK = textwrap.dedent(
     '''
-    """Two named inputs: vital signs (floats) and a ward id (an integer into an Embedding)."""
+    """Named inputs: vital signs (floats), a ward id (an integer into an Embedding) and a
+    short note (text, vectorised by the model with a given vocabulary)."""
     import keras
 
 
     def build(wards=12, width=8):
         vitals = keras.Input((3,), name="vitals")
         ward = keras.Input((), dtype="int32", name="ward")
-        x = keras.layers.Concatenate()([vitals, keras.layers.Embedding(wards, 4)(ward)])
+        note = keras.Input((), dtype="string", name="note")  # text, encoded in the model
+        words = keras.layers.TextVectorization(
+            vocabulary=["stable", "fever", "pain", "rest"], output_mode="multi_hot")(note)
+        x = keras.layers.Concatenate()(
+            [vitals, keras.layers.Embedding(wards, 4)(ward), words])
         x = keras.layers.BatchNormalization()(keras.layers.Dense(width, activation="relu")(x))
         out = keras.layers.Dense(1, activation="sigmoid")(x)
         return keras.Model({"vitals": vitals, "ward": ward}, out)
@@ -42,7 +47,7 @@ source: fl_app.ml.sources.table
 source_args:
   path: {path}
   target: outcome
-  inputs: {{vitals: [age, bp, hr], ward: ward_id}}
+  inputs: {{vitals: [age, bp, hr], ward: ward_id, note: note}}
 preprocess: standardize
 objective:
   type: classification
@@ -96,6 +101,7 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
     frame["ward_id"] = rng.integers(0, 12, size=360)
     frame["outcome"] = ((frame["ward_id"] < 6) ^ (frame["age"] > 50)).astype("int64")
     frame["site_code"] = rng.choice(["H1", "H2", "H3"], size=360, p=[0.2, 0.3, 0.5])
+    frame["note"] = rng.choice(["stable", "fever pain", "rest", "pain"], size=360)
     frame.to_parquet(tmp_path / "patients.parquet")
     (app / "wards_task.py").write_text(WARDS_TASK)
     (app / "conf" / "task" / "wards.yaml").write_text(
@@ -130,7 +136,8 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
         from wards_task import build
     finally:
         sys.path.remove(str(app))
-    examples = {"vitals": np.zeros((2, 3), np.float32), "ward": np.array([1, 7])}
+    examples = {"vitals": np.zeros((2, 3), np.float32), "ward": np.array([1, 7]),
+                "note": np.array(["fever", "rest"], dtype=object)}  # fmt: skip
     assert net.predict(examples, verbose=0).shape == (2, 1)
     # The holders standardised with federated statistics (summed encrypted before round
     # 1): the decrypted model takes raw inputs, and on the clients' raw test rows it

@@ -22,6 +22,7 @@ from fl_app.fl.failures import (
     one_line,
 )
 from fl_app.ml.checks import DataError
+from fl_app.ml.columns import TEXT_HINT
 from fl_app.privacy.record_level import BudgetExceeded
 
 CASES = [
@@ -144,8 +145,9 @@ def test_a_data_file_the_server_cannot_read_fails_in_one_line_before_any_write(t
     line = start_server(tmp_path, f"task=breast_cancer {source} task.preprocess_stats=null")
     log = tmp_path / "failed" / "run7.log"
     assert line == (
-        f"DataError: {table}: column 'site_code' holds object values; allowed numbers — fix "
-        f"the data the task reads (task.source, task.source_args) (traceback: {log})"
+        f"DataError: {table}: column 'site_code' holds object values; allowed numbers"
+        f"{TEXT_HINT} — fix the data the task reads (task.source, task.source_args) "
+        f"(traceback: {log})"
     )
     assert not (tmp_path / "out").exists()  # read before keys or anything else is written
 
