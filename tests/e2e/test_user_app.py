@@ -36,7 +36,7 @@ WARDS_TASK = textwrap.dedent(
             [vitals, keras.layers.Embedding(wards, 4)(ward), words])
         x = keras.layers.BatchNormalization()(keras.layers.Dense(width, activation="relu")(x))
         out = keras.layers.Dense(1, activation="sigmoid")(x)
-        return keras.Model({"vitals": vitals, "ward": ward}, out)
+        return keras.Model({"vitals": vitals, "ward": ward, "note": note}, out)
     '''
 )
 WARDS_YAML = """\
@@ -101,7 +101,8 @@ def test_a_scaffolded_app_trains_a_named_input_parquet_task_under_he_and_decrypt
     frame["ward_id"] = rng.integers(0, 12, size=360)
     frame["outcome"] = ((frame["ward_id"] < 6) ^ (frame["age"] > 50)).astype("int64")
     frame["site_code"] = rng.choice(["H1", "H2", "H3"], size=360, p=[0.2, 0.3, 0.5])
-    frame["note"] = rng.choice(["stable", "fever pain", "rest", "pain"], size=360)
+    # a note that says something about the outcome (the model reads it as text)
+    frame["note"] = np.where(frame["outcome"] == 1, "fever pain", "stable rest")
     frame.to_parquet(tmp_path / "patients.parquet")
     (app / "wards_task.py").write_text(WARDS_TASK)
     (app / "conf" / "task" / "wards.yaml").write_text(
