@@ -114,7 +114,7 @@ class KerasClient(NumPyClient):
         if not isinstance(total, bytes):
             raise ValueError("no federated statistics arrived with the instruction")
         self.data = scaled_with(
-            self.data, total, lambda: self.codec.decode_statistics(total, config)
+            self._raw, total, lambda: self.codec.decode_statistics(total, config)
         )
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:

@@ -75,6 +75,7 @@ def test_every_holder_scales_with_the_pooled_mean_and_std(privacy, keys, holders
     mean, std = pooled.mean(axis=0), pooled.std(axis=0)
     for client, raw in zip(clients, holders, strict=True):
         client._scale(config)
+        client._scale(config)  # a second instruction scales the raw data again, not twice
         expected = (raw.train.x - mean) / (std + 1e-6)
         np.testing.assert_allclose(client.data.train.x, expected, rtol=1e-5, atol=1e-5)
     # resumed: the saved total, not a new sum
